@@ -1,0 +1,18 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The laminafs daemon: validates the options against the filesystem, opens the layers,
+// mounts, daemonizes once the mount is usable and serves requests until unmount or SIGTERM.
+
+#include <string>
+
+#include "lamina/core/mount_options.h"
+
+namespace lamina::fuse {
+
+// Returns the process exit status. Every failure is reported on stderr, naming the problem.
+int run_daemon(const core::MountOptions& options);
+
+// Prints "laminafs version X" and the libfuse and kernel interface versions to stdout.
+void print_version();
+
+}  // namespace lamina::fuse

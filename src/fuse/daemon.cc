@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "lamina/fuse/daemon.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "daemon_state.h"
+#include "fuse_ops.h"
+#include "lamina/base/log.h"
+#include "lamina/base/sys.h"
+#include "lamina/core/dir_layer.h"
+
+namespace lamina::fuse {
+namespace {
+
+void fail(const std::string& msg) { std::fprintf(stderr, "laminafs: %s\n", msg.c_str()); }
+
+// Nodes hold O_PATH descriptors, one per contributing layer: take every descriptor allowed.
+void raise_fd_limit() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+bool open_layer(const std::string& role, const std::string& path,
+                std::vector<std::unique_ptr<core::Layer>>* layers) {
+  auto layer = core::DirLayer::open(path);
+  if (!layer) {
+    fail(role + " '" + path + "': " + std::strerror(layer.code()));
+    return false;
+  }
+  layers->push_back(std::move(*layer));
+  return true;
+}
+
+std::string real_path(const std::string& p) {
+  char buf[PATH_MAX];
+  if (::realpath(p.c_str(), buf) == nullptr) return p;
+  return buf;
+}
+
+bool is_within(const std::string& inner, const std::string& outer) {
+  return inner == outer || (inner.size() > outer.size() && inner.compare(0, outer.size(), outer) == 0 &&
+                            inner[outer.size()] == '/');
+}
+
+// Checks upper and work: both directories, same filesystem, separate subtrees.
+bool check_upper_work(const core::MountOptions& o) {
+  auto work = sys::openat(AT_FDCWD, o.workdir.c_str(), O_PATH | O_DIRECTORY);
+  if (!work) {
+    fail("workdir '" + o.workdir + "': " + std::strerror(work.code()));
+    return false;
+  }
+  auto upper = sys::openat(AT_FDCWD, o.upperdir.c_str(), O_PATH | O_DIRECTORY);
+  if (!upper) {
+    fail("upperdir '" + o.upperdir + "': " + std::strerror(upper.code()));
+    return false;
+  }
+  auto wst = sys::fstat(work->get());
+  auto ust = sys::fstat(upper->get());
+  if (!wst || !ust) {
+    fail("cannot stat upperdir or workdir");
+    return false;
+  }
+  if (wst->st_dev != ust->st_dev) {
+    fail("upperdir '" + o.upperdir + "' and workdir '" + o.workdir +
+         "' are on different filesystems (they must share one)");
+    return false;
+  }
+  std::string ru = real_path(o.upperdir), rw = real_path(o.workdir);
+  if (is_within(ru, rw) || is_within(rw, ru)) {
+    fail("upperdir '" + o.upperdir + "' and workdir '" + o.workdir +
+         "' must be separate subtrees");
+    return false;
+  }
+  return true;
+}
+
+// Escapes commas so libfuse's -o parser keeps each option whole (context="a,b").
+std::string escape_commas(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == ',' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+bool has_option_prefix(const std::vector<std::string>& opts, const std::string& prefix) {
+  for (const auto& o : opts) {
+    if (o.compare(0, prefix.size(), prefix) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+void print_version() {
+  std::printf("laminafs version %s\nFUSE library version %s\n", LAMINA_VERSION,
+              fuse_pkgversion());
+  std::fflush(stdout);
+  fuse_lowlevel_version();  // "using FUSE kernel interface version X.Y"
+}
+
+int run_daemon(const core::MountOptions& o) {
+  log::set_program("laminafs");
+  log::set_level(o.debug ? log::Level::kDebug : log::Level::kWarn);
+  raise_fd_limit();
+
+  struct stat mst;
+  if (::stat(o.mountpoint.c_str(), &mst) != 0) {
+    fail("mountpoint '" + o.mountpoint + "': " + std::strerror(errno));
+    return 1;
+  }
+  if (!S_ISDIR(mst.st_mode)) {
+    fail("mountpoint '" + o.mountpoint + "' is not a directory");
+    return 1;
+  }
+
+  std::vector<std::unique_ptr<core::Layer>> layers;
+  if (!o.upperdir.empty()) {
+    if (!check_upper_work(o)) return 1;
+    if (!open_layer("upperdir", o.upperdir, &layers)) return 1;
+  }
+  for (const std::string& dir : o.lowerdirs) {
+    if (!open_layer("lowerdir", dir, &layers)) return 1;
+  }
+  if (!o.upperdir.empty()) {
+    log::warn("the write path is not implemented yet: '{}' is mounted read-only", o.mountpoint);
+  }
+
+  auto state = std::make_unique<DaemonState>();
+  auto fs = core::UnionFs::create(std::move(layers), core::UnionConfig::from(o));
+  if (!fs) {
+    fail("cannot build the merged root: " + fs.error().message());
+    return 1;
+  }
+  state->fs = std::move(*fs);
+  state->timeout = o.timeout;
+  state->acl = o.acl;
+
+  // libfuse sees only FUSE options: ours were consumed above.
+  std::vector<std::string> fuse_opts = {"default_permissions", "ro"};
+  if (!has_option_prefix(o.fuse_options, "fsname=")) fuse_opts.push_back("fsname=laminafs");
+  if (!has_option_prefix(o.fuse_options, "subtype=")) fuse_opts.push_back("subtype=laminafs");
+  for (const auto& f : o.fuse_options) {
+    if (f != "rw") fuse_opts.push_back(f);
+  }
+  std::string joined;
+  for (const auto& f : fuse_opts) {
+    if (!joined.empty()) joined += ',';
+    joined += escape_commas(f);
+  }
+  std::vector<std::string> argv_store = {"laminafs", "-o", joined};
+  if (o.debug) argv_store.push_back("-d");
+  std::vector<char*> argv;
+  for (auto& a : argv_store) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+
+  fuse_session* se = fuse_session_new(&args, &operations(), sizeof(fuse_lowlevel_ops),
+                                      state.get());
+  if (se == nullptr) {
+    fail("cannot create the FUSE session (options: " + joined + ")");
+    return 1;
+  }
+  if (fuse_set_signal_handlers(se) != 0) {
+    fail("cannot install signal handlers");
+    fuse_session_destroy(se);
+    return 1;
+  }
+  if (fuse_session_mount(se, o.mountpoint.c_str()) != 0) {
+    fail("cannot mount on '" + o.mountpoint + "' (see the message above)");
+    fuse_remove_signal_handlers(se);
+    fuse_session_destroy(se);
+    return 1;
+  }
+  // The mount exists before we fork: the parent exits 0 only when it is usable, and requests
+  // that arrive before the child's loop starts wait in the kernel's queue.
+  if (!o.foreground) {
+    if (fuse_daemonize(0) != 0) {
+      fuse_session_unmount(se);
+      fuse_remove_signal_handlers(se);
+      fuse_session_destroy(se);
+      return 1;
+    }
+    log::use_syslog("laminafs");
+  }
+
+  fuse_loop_config* cfg = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(cfg, 1);
+  fuse_loop_cfg_set_max_threads(cfg, 16);
+  fuse_loop_cfg_set_idle_threads(cfg, 4);
+  int rc = fuse_session_loop_mt(se, cfg);
+  fuse_loop_cfg_destroy(cfg);
+
+  fuse_session_unmount(se);
+  fuse_remove_signal_handlers(se);
+  fuse_session_destroy(se);
+  return rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP ? 0 : 1;
+}
+
+}  // namespace lamina::fuse
