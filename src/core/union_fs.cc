@@ -149,9 +149,11 @@ Result<std::vector<Node::Part>> UnionFs::resolve(const Node& parent, const char*
 }
 
 uint64_t UnionFs::ino_of(const std::vector<Node::Part>& parts, mode_t type) const {
-  // Directories take the bottommost part's number, non-directories their only part's.
-  const Node::Part& p = S_ISDIR(type) ? parts.back() : parts.front();
-  auto st = layers_[p.layer]->stat(p.obj);
+  // As kernel overlayfs: a directory with a lower part takes its topmost lower part's number,
+  // so it keeps it when copy-up adds an upper part; otherwise the topmost part's.
+  const Node::Part* p = &parts.front();
+  if (S_ISDIR(type) && config_.has_upper && p->layer == 0 && parts.size() > 1) p = &parts[1];
+  auto st = layers_[p->layer]->stat(p->obj);
   if (!st) return 0;
   return inodes_.map(st->st_dev, st->st_ino);
 }
@@ -184,9 +186,8 @@ Result<Node*> UnionFs::lookup(Node* parent, std::string_view name) {
   node->key_dev = key.first;
   node->key_ino = key.second;
   node->parts = std::move(*parts);
-  node->ino = S_ISDIR(node->type) && node->parts.size() > 1
-                  ? ino_of(node->parts, node->type)
-                  : inodes_.map(key.first, key.second);
+  node->ino = node->parts.size() > 1 ? ino_of(node->parts, node->type)
+                                     : inodes_.map(key.first, key.second);
   node->parent_ino = parent->ino;
   node->generation = generation_.fetch_add(1, std::memory_order_relaxed);
   std::lock_guard lock(table_mu_);
@@ -301,10 +302,10 @@ Result<std::vector<DirEntry>> UnionFs::list(const Node* dir) const {
       if (it != seen.end()) {
         bool same_layer_whiteout = it->second.index < 0 && it->second.layer == part.layer;
         if (!same_layer_whiteout) {
-          // Already decided above. A directory seen again lower down may be merged, which
-          // changes the st_ino it shows; fixed up after the walk for those few names.
-          if (it->second.index >= 0 && S_ISDIR(out[it->second.index].type) &&
-              (dtype == DT_DIR || dtype == DT_UNKNOWN))
+          // Already decided above. An upper directory seen again lower down may be merged,
+          // which gives it a lower part's st_ino; fixed up after the walk for those names.
+          if (it->second.index >= 0 && config_.has_upper && it->second.layer == 0 &&
+              S_ISDIR(out[it->second.index].type) && (dtype == DT_DIR || dtype == DT_UNKNOWN))
             merged_dirs.push_back(static_cast<size_t>(it->second.index));
           return {};
         }
@@ -339,8 +340,8 @@ Result<std::vector<DirEntry>> UnionFs::list(const Node* dir) const {
     if (!s) return s.error();
   }
 
-  // A directory present in several layers shows its bottommost part's number; resolve those
-  // names fully (opaque marks, whiteouts in between) to learn which part that is.
+  // Resolve those names fully (opaque marks, whiteouts in between) to learn whether a lower
+  // part really merges.
   std::sort(merged_dirs.begin(), merged_dirs.end());
   merged_dirs.erase(std::unique(merged_dirs.begin(), merged_dirs.end()), merged_dirs.end());
   for (size_t idx : merged_dirs) {

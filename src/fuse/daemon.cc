@@ -106,6 +106,22 @@ bool has_option_prefix(const std::vector<std::string>& opts, const std::string& 
   return false;
 }
 
+// SELinux mount options reach the kernel, which rejects them (EINVAL, no further word) when
+// SELinux is not running. Say so by name instead.
+bool check_selinux_options(const std::vector<std::string>& opts) {
+  bool selinux = ::access("/sys/fs/selinux/enforce", F_OK) == 0;
+  for (const auto& o : opts) {
+    for (const char* key : {"context=", "fscontext=", "defcontext=", "rootcontext="}) {
+      if (o.compare(0, std::strlen(key), key) == 0 && !selinux) {
+        fail(std::string("option '") + std::string(key, std::strlen(key) - 1) +
+             "' needs SELinux, which is not enabled on this system");
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 void print_version() {
@@ -129,6 +145,8 @@ int run_daemon(const core::MountOptions& o) {
     fail("mountpoint '" + o.mountpoint + "' is not a directory");
     return 1;
   }
+
+  if (!check_selinux_options(o.fuse_options)) return 1;
 
   std::vector<std::unique_ptr<core::Layer>> layers;
   if (!o.upperdir.empty()) {

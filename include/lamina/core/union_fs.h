@@ -10,9 +10,9 @@
 // up the same object (hard links in a lower resolve to one node) and live until the kernel
 // forgets them (lookup counting, as in libfuse's passthrough_hp).
 //
-// Identity. st_ino comes from InodeMap: the topmost object's number for a non-directory, the
-// bottommost contributing directory's number for a directory (so it stays put when a merged
-// directory later gets an upper part).
+// Identity. st_ino comes from InodeMap: the topmost object's number, except for a merged
+// directory with an upper part, which shows its topmost lower part's number (as kernel
+// overlayfs does, so the number stays put when copy-up adds the upper part).
 //
 // Locking. table_mu_ guards the node table and every Node::nlookup transition to or from 0.
 // A node's stack is immutable once the node is published, so the read path takes no lock

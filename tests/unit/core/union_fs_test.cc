@@ -360,3 +360,38 @@ TEST_CASE("forget frees nodes; the root stays", "[core][union]") {
   fs->forget(fs->root(), 1);
   CHECK(fs->node_count() == before);
 }
+
+TEST_CASE("a merged directory with an upper part shows its lower part's st_ino",
+          "[core][union]") {
+  TempDir tmp;
+  t::write_file(tmp / "upper/d/u", "u");
+  t::write_file(tmp / "upper/solo/s", "s");
+  t::write_file(tmp / "lower/d/l", "l");
+  t::write_file(tmp / "upper/o/u", "u");
+  t::write_file(tmp / "lower/o/l", "l");
+  opaque(tmp / "upper/o", Opaque::kTrustedXattr);
+  std::vector<std::unique_ptr<Layer>> layers;
+  layers.push_back(std::move(*DirLayer::open(tmp / "upper")));
+  layers.push_back(std::move(*DirLayer::open(tmp / "lower")));
+  UnionConfig cfg;
+  cfg.has_upper = true;
+  auto made = UnionFs::create(std::move(layers), cfg);
+  REQUIRE(made.ok());
+  UnionFs& fs = **made;
+  struct stat lower_d, upper_o, upper_solo;
+  REQUIRE(::lstat((tmp / "lower/d").c_str(), &lower_d) == 0);
+  REQUIRE(::lstat((tmp / "upper/o").c_str(), &upper_o) == 0);
+  REQUIRE(::lstat((tmp / "upper/solo").c_str(), &upper_solo) == 0);
+  std::map<std::string, uint64_t> want = {
+      {"d", lower_d.st_ino}, {"o", upper_o.st_ino}, {"solo", upper_solo.st_ino}};
+  auto entries = fs.list(fs.root());
+  REQUIRE(entries.ok());
+  for (const auto& e : *entries) {
+    if (e.name == "." || e.name == "..") continue;
+    INFO(e.name);
+    CHECK(e.ino == want.at(e.name));
+    auto st = fs.getattr(walk(fs, e.name));
+    REQUIRE(st.ok());
+    CHECK(st->st_ino == want.at(e.name));
+  }
+}
