@@ -199,7 +199,9 @@ int run_daemon(const core::MountOptions& o) {
     fuse_session_destroy(se);
     return 1;
   }
-  if (fuse_session_mount(se, o.mountpoint.c_str()) != 0) {
+  // Absolute: the daemon changes to "/" when it detaches, and unmounts by this path.
+  const std::string mountpoint = real_path(o.mountpoint);
+  if (fuse_session_mount(se, mountpoint.c_str()) != 0) {
     fail("cannot mount on '" + o.mountpoint + "' (see the message above)");
     fuse_remove_signal_handlers(se);
     fuse_session_destroy(se);
