@@ -31,7 +31,8 @@ void write(Level l, std::string_view msg) {
     syslog(kPrio[static_cast<int>(l)], "%.*s", static_cast<int>(msg.size()), msg.data());
     return;
   }
-  std::string line = fmt::format("{}: {}: {}\n", g_program.load(), kNames[static_cast<int>(l)], msg);
+  std::string line =
+      fmt::format("{}: {}: {}\n", g_program.load(), kNames[static_cast<int>(l)], msg);
   (void)!::write(STDERR_FILENO, line.data(), line.size());  // one write: lines never interleave
 }
 

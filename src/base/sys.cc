@@ -68,8 +68,7 @@ Result<struct stat> fstatat(int dirfd, const char* name) {
 }
 
 Result<bool> exists_at(int dirfd, const char* name) {
-  if (retry([&] { return ::faccessat(dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW); }) == 0)
-    return true;
+  if (retry([&] { return ::faccessat(dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW); }) == 0) return true;
   if (errno == ENOENT || errno == ENOTDIR) return false;
   return errno_error("faccessat");
 }

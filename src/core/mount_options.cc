@@ -10,9 +10,12 @@ namespace {
 
 // Options the kernel or libfuse understand, passed through as they are.
 constexpr std::string_view kFuseFlags[] = {
-    "allow_other", "allow_root", "default_permissions", "nosuid", "suid",   "nodev",
-    "dev",         "noexec",     "exec",                "noatime", "atime", "relatime",
-    "nodiratime",  "diratime",   "auto_unmount",        "sync",    "async", "dirsync",
+    "allow_other", "allow_root", "default_permissions",
+    "nosuid",      "suid",       "nodev",
+    "dev",         "noexec",     "exec",
+    "noatime",     "atime",      "relatime",
+    "nodiratime",  "diratime",   "auto_unmount",
+    "sync",        "async",      "dirsync",
     "rw",
 };
 constexpr std::string_view kFuseValued[] = {
@@ -20,8 +23,8 @@ constexpr std::string_view kFuseValued[] = {
 };
 // fuse-overlayfs options lamina does not implement: refused by name, never ignored.
 constexpr std::string_view kRefused[] = {
-    "plugins", "redirect_dir", "index", "metacopy", "writeback", "threaded", "fast_ino",
-    "noxattrs", "lazytime", "xino", "userxattr", "nfs_export",
+    "plugins",  "redirect_dir", "index",    "metacopy", "writeback", "threaded",
+    "fast_ino", "noxattrs",     "lazytime", "xino",     "userxattr", "nfs_export",
 };
 
 bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
@@ -149,8 +152,8 @@ bool apply_option(const std::string& item, MountOptions* o, std::string* error) 
     uint32_t id = 0;
     if (!need_value()) return false;
     if (!parse_number(value, &id)) {
-      *error = "option '" + std::string(key) + "' must be a number, not '" + std::string(value) +
-               "'";
+      *error =
+          "option '" + std::string(key) + "' must be a number, not '" + std::string(value) + "'";
       return false;
     }
     (key == "squash_to_uid" ? o->uid_map : o->gid_map).set_squash(id);

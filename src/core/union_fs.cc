@@ -186,8 +186,8 @@ Result<Node*> UnionFs::lookup(Node* parent, std::string_view name) {
   node->key_dev = key.first;
   node->key_ino = key.second;
   node->parts = std::move(*parts);
-  node->ino = node->parts.size() > 1 ? ino_of(node->parts, node->type)
-                                     : inodes_.map(key.first, key.second);
+  node->ino =
+      node->parts.size() > 1 ? ino_of(node->parts, node->type) : inodes_.map(key.first, key.second);
   node->parent_ino = parent->ino;
   node->generation = generation_.fetch_add(1, std::memory_order_relaxed);
   std::lock_guard lock(table_mu_);
@@ -290,53 +290,53 @@ Result<std::vector<DirEntry>> UnionFs::list(const Node* dir) const {
 
   for (const Node::Part& part : dir->parts) {
     const Layer& layer = *layers_[part.layer];
-    Status s = layer.list(part.obj, [&](std::string_view name, unsigned char dtype,
-                                        ino_t d_ino) -> Status {
-      if (overlay::is_reserved_name(name)) {
-        std::string_view target = overlay::whiteout_target(name);
-        if (!target.empty()) seen.try_emplace(std::string(target), Seen{-1, part.layer});
-        return {};
-      }
-      std::string key(name);
-      auto it = seen.find(key);
-      if (it != seen.end()) {
-        bool same_layer_whiteout = it->second.index < 0 && it->second.layer == part.layer;
-        if (!same_layer_whiteout) {
-          // Already decided above. An upper directory seen again lower down may be merged,
-          // which gives it a lower part's st_ino; fixed up after the walk for those names.
-          if (it->second.index >= 0 && config_.has_upper && it->second.layer == 0 &&
-              S_ISDIR(out[it->second.index].type) && (dtype == DT_DIR || dtype == DT_UNKNOWN))
-            merged_dirs.push_back(static_cast<size_t>(it->second.index));
+    Status s = layer.list(
+        part.obj, [&](std::string_view name, unsigned char dtype, ino_t d_ino) -> Status {
+          if (overlay::is_reserved_name(name)) {
+            std::string_view target = overlay::whiteout_target(name);
+            if (!target.empty()) seen.try_emplace(std::string(target), Seen{-1, part.layer});
+            return {};
+          }
+          std::string key(name);
+          auto it = seen.find(key);
+          if (it != seen.end()) {
+            bool same_layer_whiteout = it->second.index < 0 && it->second.layer == part.layer;
+            if (!same_layer_whiteout) {
+              // Already decided above. An upper directory seen again lower down may be merged,
+              // which gives it a lower part's st_ino; fixed up after the walk for those names.
+              if (it->second.index >= 0 && config_.has_upper && it->second.layer == 0 &&
+                  S_ISDIR(out[it->second.index].type) && (dtype == DT_DIR || dtype == DT_UNKNOWN))
+                merged_dirs.push_back(static_cast<size_t>(it->second.index));
+              return {};
+            }
+          }
+          mode_t type = dtype_to_mode(dtype);
+          uint64_t ino = 0;
+          bool need_stat = type == 0 || type == S_IFCHR || (type == S_IFREG && part.xwhiteouts);
+          if (need_stat) {
+            auto obj = layer.lookup(part.obj, key.c_str());
+            if (!obj) return obj.code() == ENOENT ? Status{} : Status{obj.error()};
+            auto st = layer.stat(*obj);
+            if (!st) return st.error();
+            bool whiteout = overlay::is_whiteout_device(*st);
+            if (!whiteout && part.xwhiteouts) {
+              auto xw = overlay::is_xattr_whiteout(layer, *obj, *st);
+              if (!xw) return xw.error();
+              whiteout = *xw;
+            }
+            if (whiteout) {
+              seen.insert_or_assign(key, Seen{-1, part.layer});
+              return {};
+            }
+            type = st->st_mode & S_IFMT;
+            ino = inodes_.map(st->st_dev, st->st_ino);
+          } else {
+            ino = inodes_.map(layer.dev(), d_ino);
+          }
+          seen.insert_or_assign(key, Seen{static_cast<ptrdiff_t>(out.size()), part.layer});
+          out.push_back(DirEntry{std::move(key), ino, type});
           return {};
-        }
-      }
-      mode_t type = dtype_to_mode(dtype);
-      uint64_t ino = 0;
-      bool need_stat = type == 0 || type == S_IFCHR || (type == S_IFREG && part.xwhiteouts);
-      if (need_stat) {
-        auto obj = layer.lookup(part.obj, key.c_str());
-        if (!obj) return obj.code() == ENOENT ? Status{} : Status{obj.error()};
-        auto st = layer.stat(*obj);
-        if (!st) return st.error();
-        bool whiteout = overlay::is_whiteout_device(*st);
-        if (!whiteout && part.xwhiteouts) {
-          auto xw = overlay::is_xattr_whiteout(layer, *obj, *st);
-          if (!xw) return xw.error();
-          whiteout = *xw;
-        }
-        if (whiteout) {
-          seen.insert_or_assign(key, Seen{-1, part.layer});
-          return {};
-        }
-        type = st->st_mode & S_IFMT;
-        ino = inodes_.map(st->st_dev, st->st_ino);
-      } else {
-        ino = inodes_.map(layer.dev(), d_ino);
-      }
-      seen.insert_or_assign(key, Seen{static_cast<ptrdiff_t>(out.size()), part.layer});
-      out.push_back(DirEntry{std::move(key), ino, type});
-      return {};
-    });
+        });
     if (!s) return s.error();
   }
 
@@ -361,8 +361,7 @@ bool UnionFs::hidden_xattr(std::string_view name) const {
   return false;
 }
 
-Result<size_t> UnionFs::getxattr(const Node* node, const char* name, void* buf,
-                                 size_t size) const {
+Result<size_t> UnionFs::getxattr(const Node* node, const char* name, void* buf, size_t size) const {
   std::string_view n(name);
   if (hidden_xattr(n)) return Error{ENODATA, "getxattr(private)"};
   if (!config_.acl && is_posix_acl(n)) return Error{EOPNOTSUPP, "getxattr(noacl)"};

@@ -53,8 +53,9 @@ std::string real_path(const std::string& p) {
 }
 
 bool is_within(const std::string& inner, const std::string& outer) {
-  return inner == outer || (inner.size() > outer.size() && inner.compare(0, outer.size(), outer) == 0 &&
-                            inner[outer.size()] == '/');
+  return inner == outer ||
+         (inner.size() > outer.size() && inner.compare(0, outer.size(), outer) == 0 &&
+          inner[outer.size()] == '/');
 }
 
 // Checks upper and work: both directories, same filesystem, separate subtrees.
@@ -82,8 +83,7 @@ bool check_upper_work(const core::MountOptions& o) {
   }
   std::string ru = real_path(o.upperdir), rw = real_path(o.workdir);
   if (is_within(ru, rw) || is_within(rw, ru)) {
-    fail("upperdir '" + o.upperdir + "' and workdir '" + o.workdir +
-         "' must be separate subtrees");
+    fail("upperdir '" + o.upperdir + "' and workdir '" + o.workdir + "' must be separate subtrees");
     return false;
   }
   return true;
@@ -125,8 +125,7 @@ bool check_selinux_options(const std::vector<std::string>& opts) {
 }  // namespace
 
 void print_version() {
-  std::printf("laminafs version %s\nFUSE library version %s\n", LAMINA_VERSION,
-              fuse_pkgversion());
+  std::printf("laminafs version %s\nFUSE library version %s\n", LAMINA_VERSION, fuse_pkgversion());
   std::fflush(stdout);
   fuse_lowlevel_version();  // "using FUSE kernel interface version X.Y"
 }
@@ -188,8 +187,8 @@ int run_daemon(const core::MountOptions& o) {
   for (auto& a : argv_store) argv.push_back(a.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
 
-  fuse_session* se = fuse_session_new(&args, &operations(), sizeof(fuse_lowlevel_ops),
-                                      state.get());
+  fuse_session* se = fuse_session_new(&args, &operations(), sizeof(fuse_lowlevel_ops), state.get());
+  fuse_opt_free_args(&args);
   if (se == nullptr) {
     fail("cannot create the FUSE session (options: " + joined + ")");
     return 1;

@@ -134,11 +134,13 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
   UnionFs& fs = ufs(req);
   Node* dir = fs.node(ino);
   DirHandle* h = dir_handle(fi);
-  std::lock_guard lock(h->mu);
+  // Released before replying: once the reply is out, RELEASEDIR may free the handle.
+  std::unique_lock lock(h->mu);
   if (off == 0 && h->served) {
     // rewinddir(): a fresh scan sees the directory as it is now.
     auto entries = fs.list(dir);
     if (!entries) {
+      lock.unlock();
       fuse_reply_err(req, entries.code());
       return;
     }
@@ -183,6 +185,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
     }
     used += n;
   }
+  lock.unlock();
   fuse_reply_buf(req, buf.data(), used);
 }
 

@@ -20,11 +20,8 @@ int main(int argc, char** argv) {
     case lamina::core::ParsedCommandLine::Action::kHelp:
       std::fputs(lamina::core::usage_text("laminafs").c_str(), stdout);
       return 0;
-    case lamina::core::ParsedCommandLine::Action::kVersion:
-      lamina::fuse::print_version();
-      return 0;
-    case lamina::core::ParsedCommandLine::Action::kMount:
-      break;
+    case lamina::core::ParsedCommandLine::Action::kVersion: lamina::fuse::print_version(); return 0;
+    case lamina::core::ParsedCommandLine::Action::kMount: break;
   }
   return lamina::fuse::run_daemon(parsed->options);
 }

@@ -11,8 +11,8 @@
 namespace lamina {
 
 struct Error {
-  int code = 0;             // positive errno
-  const char* what = "";    // static string naming the failing step
+  int code = 0;           // positive errno
+  const char* what = "";  // static string naming the failing step
 
   std::string message() const;  // "what: strerror(code)"
 };
@@ -22,7 +22,7 @@ template <class T>
 class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
-  Result(Error e) : v_(e) {}                  // NOLINT(google-explicit-constructor)
+  Result(Error e) : v_(e) {}                 // NOLINT(google-explicit-constructor)
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }

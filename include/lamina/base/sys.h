@@ -23,7 +23,7 @@ Result<UniqueFd> open_path(int dirfd, const char* name);
 // Opens a new description of the object behind an O_PATH fd (through /proc/self/fd).
 Result<UniqueFd> reopen(int path_fd, int flags);
 
-Result<struct stat> fstat(int fd);  // works on O_PATH fds
+Result<struct stat> fstat(int fd);                         // works on O_PATH fds
 Result<struct stat> fstatat(int dirfd, const char* name);  // AT_SYMLINK_NOFOLLOW
 // True if dirfd/name exists (does not follow a final symlink).
 Result<bool> exists_at(int dirfd, const char* name);

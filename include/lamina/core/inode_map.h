@@ -31,9 +31,9 @@ class InodeMap {
 
   bool same_fs_ = true;
   dev_t common_dev_ = 0;
-  unsigned shift_ = 0;        // low bits available for the real number
-  uint64_t overflow_index_;   // fs index reserved for table-allocated numbers
-  std::vector<dev_t> devs_;   // index + 1 = fs index
+  unsigned shift_ = 0;       // low bits available for the real number
+  uint64_t overflow_index_;  // fs index reserved for table-allocated numbers
+  std::vector<dev_t> devs_;  // index + 1 = fs index
 
   std::mutex mu_;  // guards table_, next_
   std::map<std::pair<dev_t, ino_t>, uint64_t> table_;

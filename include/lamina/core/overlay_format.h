@@ -42,8 +42,8 @@ inline bool is_whiteout_device(const struct stat& st) {
 bool is_private_xattr(std::string_view name);
 
 struct DirMarks {
-  bool opaque = false;       // hides everything below this directory
-  bool xwhiteouts = false;   // may contain xattr whiteouts (kernel "opaque=x")
+  bool opaque = false;      // hides everything below this directory
+  bool xwhiteouts = false;  // may contain xattr whiteouts (kernel "opaque=x")
 };
 
 // Reads the marks of a directory object in `layer`.

@@ -40,7 +40,7 @@ namespace lamina::core {
 
 struct Node {
   struct Part {
-    uint32_t layer;          // index into UnionFs::layers(): 0 is the top of the stack
+    uint32_t layer;           // index into UnionFs::layers(): 0 is the top of the stack
     bool xwhiteouts = false;  // directory may hold xattr whiteouts
     ObjRef obj;
   };
@@ -49,7 +49,7 @@ struct Node {
   uint64_t ino = 0;         // st_ino shown
   uint64_t parent_ino = 0;  // st_ino of the parent directory (for "..")
   uint64_t generation = 0;
-  dev_t key_dev = 0;        // identity of the topmost object, the node table key
+  dev_t key_dev = 0;  // identity of the topmost object, the node table key
   ino_t key_ino = 0;
   std::vector<Part> parts;  // topmost first; immutable once published
   uint64_t nlookup = 0;     // GUARDED_BY(UnionFs::table_mu_)

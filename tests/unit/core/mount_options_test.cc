@@ -38,7 +38,8 @@ TEST_CASE("what containers-storage passes is accepted", "[core][options]") {
   std::string lowers;
   for (int i = 0; i < 500; ++i) {
     if (i) lowers += ':';
-    lowers += "/var/lib/containers/storage/overlay/l/ABCDEFGHIJKLMNOPQRSTUVWXYZ" + std::to_string(i);
+    lowers +=
+        "/var/lib/containers/storage/overlay/l/ABCDEFGHIJKLMNOPQRSTUVWXYZ" + std::to_string(i);
   }
   std::string opts = "lowerdir=" + lowers +
                      ",upperdir=/u,workdir=/w,,volatile,fsync=0,"

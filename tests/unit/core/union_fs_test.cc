@@ -156,7 +156,7 @@ TEST_CASE("merged view: whiteout kinds x opaque kinds x layer counts", "[core][u
   t::write_file(top + "/o/new", "new");
   t::write_file(top + "/m/top", "top");
   t::write_file(top + "/f2/inner", "inner");  // a file below replaced by a directory
-  whiteout(top, "g", wk);                      // a whole directory deleted
+  whiteout(top, "g", wk);                     // a whole directory deleted
   if (nlayers > 2) {
     whiteout(top, "mid1", wk);
     root_names.erase("mid1");
@@ -255,7 +255,7 @@ TEST_CASE("inode numbers: unique, stable, equal in readdir and getattr", "[core]
     auto st = fs->getattr(n);
     REQUIRE(st.ok());
     INFO(e.name);
-    CHECK(st->st_ino == e.ino);  // readdir's d_ino is what stat shows
+    CHECK(st->st_ino == e.ino);     // readdir's d_ino is what stat shows
     CHECK(n == walk(*fs, e.name));  // the same node every time
     ino[e.name] = st->st_ino;
   }
@@ -361,8 +361,7 @@ TEST_CASE("forget frees nodes; the root stays", "[core][union]") {
   CHECK(fs->node_count() == before);
 }
 
-TEST_CASE("a merged directory with an upper part shows its lower part's st_ino",
-          "[core][union]") {
+TEST_CASE("a merged directory with an upper part shows its lower part's st_ino", "[core][union]") {
   TempDir tmp;
   t::write_file(tmp / "upper/d/u", "u");
   t::write_file(tmp / "upper/solo/s", "s");

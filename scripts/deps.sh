@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The one list of Debian 12 packages lamina needs to build, test, lint and run the demo.
+# Used by `make deps` and by .ci/run.
+#
+#   scripts/deps.sh           install whatever is missing (as root; apt only if needed)
+#   scripts/deps.sh --list    print the package list, one a line
+#   scripts/deps.sh --check   exit 1 and name the missing packages if any is absent
+#   scripts/deps.sh --force   apt-get update and install the whole list (CI on a fresh machine)
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential cmake ninja-build pkg-config
+  libfuse3-dev libxxhash-dev libfmt-dev libcli11-dev nlohmann-json3-dev
+  # tests
+  catch2
+  fuse3             # fusermount3, /etc/fuse.conf
+  attr              # setfattr/getfattr: overlay xattrs in test layers and the demo
+  busybox-static    # the demo's bottom layer (a static /bin/busybox)
+  # lint
+  clang-format clang-tidy
+)
+
+missing_packages() {
+  local p status
+  for p in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+    [[ "$status" == installed ]] || echo "$p"
+  done
+}
+
+case "${1:-}" in
+  --list)
+    printf '%s\n' "${PACKAGES[@]}"
+    exit 0
+    ;;
+  --check)
+    mapfile -t missing < <(missing_packages)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+      echo "missing packages: ${missing[*]}" >&2
+      exit 1
+    fi
+    exit 0
+    ;;
+  --force)
+    mapfile -t missing < <(printf '%s\n' "${PACKAGES[@]}")
+    ;;
+  "")
+    mapfile -t missing < <(missing_packages)
+    ;;
+  *)
+    echo "usage: $0 [--list|--check|--force]" >&2
+    exit 2
+    ;;
+esac
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "deps: all ${#PACKAGES[@]} packages are installed"
+  exit 0
+fi
+
+echo "deps: installing ${missing[*]}"
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null; then
+    SUDO=(sudo)
+  else
+    echo "deps: run as root (or install sudo) to install: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update
+"${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
