@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -111,12 +112,16 @@ Result<std::unique_ptr<UnionFs>> UnionFs::create(std::vector<std::unique_ptr<Lay
 Result<std::vector<Node::Part>> UnionFs::resolve(const Node& parent, const char* name) const {
   std::vector<Node::Part> parts;
   const std::string whiteout = std::string(overlay::kWhiteoutPrefix) + name;
+  // ".wh." + a name of more than NAME_MAX - 4 bytes cannot exist: no probe (it would fail
+  // with ENAMETOOLONG).
+  const bool wh_possible = whiteout.size() <= NAME_MAX;
   for (const Node::Part& dir : parent.parts) {
     const Layer& layer = *layers_[dir.layer];
     auto obj = layer.lookup(dir.obj, name);
     if (!obj) {
       if (obj.code() != ENOENT) return obj.error();
       // Absent here: a ".wh.NAME" beside it ends the search.
+      if (!wh_possible) continue;
       auto wh = layer.contains(dir.obj, whiteout.c_str());
       if (!wh) return wh.error();
       if (*wh) break;
@@ -141,6 +146,7 @@ Result<std::vector<Node::Part>> UnionFs::resolve(const Node& parent, const char*
     if (marks->opaque) break;
     // A whiteout beside a directory of the same layer applies to the layers below only
     // (OCI layer semantics): the directory is effectively opaque.
+    if (!wh_possible) continue;
     auto wh = layer.contains(dir.obj, whiteout.c_str());
     if (!wh) return wh.error();
     if (*wh) break;

@@ -394,3 +394,20 @@ TEST_CASE("a merged directory with an upper part shows its lower part's st_ino",
     CHECK(st->st_ino == want.at(e.name));
   }
 }
+
+TEST_CASE("regression: names too long for a .wh. probe resolve in lower layers", "[core][union]") {
+  // ".wh." + a 252..255-byte name exceeds NAME_MAX: the probe must not turn into an error.
+  TempDir tmp;
+  std::set<std::string> want;
+  for (size_t len : {250, 251, 252, 255}) {
+    std::string name(len, 'n');
+    name[0] = static_cast<char>('a' + (len % 26));
+    t::write_file(tmp / ("l1/d/" + name), "x");
+    want.insert(name);
+  }
+  t::write_file(tmp / "l0/d/top", "t");
+  want.insert("top");
+  auto fs = mount({tmp / "l0", tmp / "l1"});
+  CHECK(names(*fs, "d") == want);
+  for (const auto& n : want) CHECK(walk(*fs, "d/" + n) != nullptr);
+}
