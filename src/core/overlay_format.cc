@@ -7,7 +7,8 @@
 namespace lamina::core::overlay {
 namespace {
 
-constexpr const char* kPrefixes[] = {"trusted.overlay.", "user.overlay."};
+// Kernel overlayfs as root, kernel overlayfs with userxattr (rootless), fuse-overlayfs rootless.
+constexpr const char* kPrefixes[] = {"trusted.overlay.", "user.overlay.", "user.fuseoverlayfs."};
 
 // Value of overlay.NAME under either namespace; empty optional-like (found=false) if absent.
 // Filesystems without xattr support (EOPNOTSUPP) simply have no marks.

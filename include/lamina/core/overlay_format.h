@@ -8,7 +8,8 @@
 //   whiteout: char device 0/0; an empty file ".wh.NAME" beside NAME; a zero-size regular
 //             file with the overlay.whiteout xattr inside a directory marked overlay.opaque=x
 //             (or carrying the older overlay.whiteouts xattr) -- kernel overlayfs's xwhiteouts
-//   opaque:   xattr overlay.opaque=y (trusted. or user.); a ".wh..wh..opq" file inside
+//   opaque:   xattr overlay.opaque=y (trusted., user., or fuse-overlayfs's
+//             user.fuseoverlayfs.opaque); a ".wh..wh..opq" file inside
 
 #include <sys/stat.h>
 
@@ -36,9 +37,10 @@ inline bool is_whiteout_device(const struct stat& st) {
   return S_ISCHR(st.st_mode) && st.st_rdev == 0;
 }
 
-// The xattrs of the overlay format, under "trusted." (kernel as root) or "user."
-// (kernel's userxattr, rootless tools). They are private: hidden from listxattr, refused
-// to getxattr/setxattr through the mount.
+// The xattrs of the overlay format, under "trusted.overlay." (kernel as root),
+// "user.overlay." (kernel's userxattr, rootless tools) or "user.fuseoverlayfs." (what
+// fuse-overlayfs writes rootless). They are private: hidden from listxattr, refused to
+// getxattr/setxattr through the mount.
 bool is_private_xattr(std::string_view name);
 
 struct DirMarks {

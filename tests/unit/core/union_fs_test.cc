@@ -411,3 +411,18 @@ TEST_CASE("regression: names too long for a .wh. probe resolve in lower layers",
   CHECK(names(*fs, "d") == want);
   for (const auto& n : want) CHECK(walk(*fs, "d/" + n) != nullptr);
 }
+
+TEST_CASE("fuse-overlayfs's rootless opaque xattr is read and hidden", "[core][union]") {
+  TempDir tmp;
+  t::write_file(tmp / "l1/d/below", "x");
+  t::write_file(tmp / "l0/d/above", "y");
+  t::set_xattr(tmp / "l0/d", "user.fuseoverlayfs.opaque", "y");
+  t::set_xattr(tmp / "l0/d", "user.fuseoverlayfs.origin", "something");
+  auto fs = mount({tmp / "l0", tmp / "l1"});
+  CHECK(names(*fs, "d") == std::set<std::string>{"above"});
+  Node* d = walk(*fs, "d");
+  REQUIRE(d != nullptr);
+  auto size = fs->listxattr(d, nullptr, 0);
+  REQUIRE(size.ok());
+  CHECK(*size == 0);
+}
