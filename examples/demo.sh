@@ -89,6 +89,7 @@ work=$(mktemp -d /tmp/lamina-demo.XXXXXX)
 # Paths below are relative to the temp dir, so what is printed reads like the layout:
 #   layer0/ layer1/ layer2/   the layers, bottom to top
 #   merged/                   the mount point
+#   upper/ work/              the writable layer and its scratch dir (second part)
 cd "$work"
 mnt=merged
 L0=layer0
@@ -100,6 +101,7 @@ cleanup() {
   local m="$work/merged"
   trap - EXIT INT TERM
   cd /
+  if is_mounted "$work/kernel"; then umount -l "$work/kernel" || true; fi
   if is_mounted "$m"; then
     echo "== cleanup: unmounting $m"
     fusermount3 -u "$m" 2>/dev/null || umount "$m" 2>/dev/null || umount -l "$m" || true
@@ -253,11 +255,58 @@ run chroot "$mnt" /bin/env -i PATH=/bin HOME=/root /bin/sh -c \
 out=$(chroot "$mnt" /bin/env -i PATH=/bin /bin/sh -c 'echo hello from inside')
 expect "the busybox shell ran inside the mount" [ "$out" = "hello from inside" ]
 
-# --- done ---------------------------------------------------------------------------------
-
 step "unmount"
 run fusermount3 -u "$mnt"
 if is_mounted "$work/$mnt"; then die "still mounted after fusermount3 -u"; fi
-say "unmounted; the layers are untouched and the temp dir is removed on exit"
+say "unmounted; the layers are untouched"
+
+# --- a container writes: the same layers under an upper directory ------------------------
+
+step "mount again with upperdir: now the container can write, and every change lands in upper/"
+mkdir -p upper work
+lowers_before=$(find $L0 $L1 $L2 -printf '%p %s %m %T@\n' | sort | md5sum)
+run "$LAMINAFS" -o lowerdir=$L2:$L1:$L0,upperdir=upper,workdir=work "$mnt" ||
+  die "laminafs failed to mount with an upper"
+is_mounted "$work/$mnt" || die "$mnt is not a mount point after laminafs returned"
+# shellcheck disable=SC2016 # the commands run inside the chroot
+run chroot "$mnt" /bin/env -i PATH=/bin /bin/sh -c '
+  echo "written by the container" >/etc/motd   # copy-up of a lower file
+  rm /etc/os-release                          # whiteout
+  rm -r /opt/app && mkdir /opt/app            # opaque directory
+  mv /usr/share/doc /usr/share/manuals        # rename of a lower dir: a redirect, no copy
+  chmod 600 /etc/passwd                       # metadata-only copy-up
+  mkdir -p /data && echo 42 >/data/answer'
+say "what the container sees:"
+run cat "$mnt/etc/motd" "$mnt/data/answer"
+run ls "$mnt/usr/share/manuals" "$mnt/opt/app"
+expect "/etc/os-release is gone" [ ! -e "$mnt/etc/os-release" ]
+expect "the renamed directory kept its files" [ -f "$mnt/usr/share/manuals/hello.txt" ]
+run fusermount3 -u "$mnt"
+say "what landed in upper/ (kernel overlayfs's format: whiteouts are char 0/0 devices):"
+show "find upper | sort | xargs ls -ld"
+find upper | sort | xargs ls -ld | sed 's/^/   /'
+show "getfattr -R -d -m trusted.overlay upper"
+getfattr --absolute-names -R -d -m 'trusted.overlay' upper 2>/dev/null | sed 's/^/   /'
+lowers_after=$(find $L0 $L1 $L2 -printf '%p %s %m %T@\n' | sort | md5sum)
+expect "the lower layers did not change" [ "$lowers_before" = "$lowers_after" ]
+
+step "kernel overlayfs reads the same upper and shows the same tree"
+mkdir -p kwork kernel
+if mount -t overlay overlay \
+  -o lowerdir=$L2:$L1:$L0,upperdir=upper,workdir=kwork,redirect_dir=on,metacopy=on,index=off \
+  kernel 2>/dev/null; then
+  # Kernel overlayfs does not read the '.wh.'/'.wh..wh..opq' forms of the lowers (layer2 uses
+  # them), so compare the paths that layer2 does not touch.
+  (cd kernel && find etc/motd usr data opt/app -printf '%p %y %m %s\n' | sort) >kernel.txt
+  umount kernel
+  run "$LAMINAFS" -o lowerdir=$L2:$L1:$L0,upperdir=upper,workdir=work "$mnt"
+  (cd "$mnt" && find etc/motd usr data opt/app -printf '%p %y %m %s\n' | sort) >lamina.txt
+  run fusermount3 -u "$mnt"
+  expect "kernel overlayfs and laminafs list the same entries" cmp -s kernel.txt lamina.txt
+else
+  say "(kernel overlayfs is not available here: comparison skipped)"
+fi
+
+# --- done ---------------------------------------------------------------------------------
 echo
 echo "demo: all steps passed"

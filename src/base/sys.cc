@@ -2,10 +2,13 @@
 #include "lamina/base/sys.h"
 
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -151,6 +154,195 @@ Status read_dir(int dir_fd, const DirentFn& fn) {
       if (Status s = fn(name, d->d_type, d->d_ino); !s) return s;
     }
   }
+}
+
+Status mkdirat(int dirfd, const char* name, mode_t mode) {
+  if (::mkdirat(dirfd, name, mode) < 0) return errno_error("mkdirat");
+  return {};
+}
+
+Status mknodat(int dirfd, const char* name, mode_t mode, dev_t dev) {
+  if (::mknodat(dirfd, name, mode, dev) < 0) return errno_error("mknodat");
+  return {};
+}
+
+Status symlinkat(const char* target, int dirfd, const char* name) {
+  if (::symlinkat(target, dirfd, name) < 0) return errno_error("symlinkat");
+  return {};
+}
+
+Status linkat(int olddirfd, const char* oldname, int newdirfd, const char* newname, int flags) {
+  if (::linkat(olddirfd, oldname, newdirfd, newname, flags) < 0) return errno_error("linkat");
+  return {};
+}
+
+Status unlinkat(int dirfd, const char* name, int flags) {
+  if (::unlinkat(dirfd, name, flags) < 0) return errno_error("unlinkat");
+  return {};
+}
+
+Status renameat2(int olddirfd, const char* oldname, int newdirfd, const char* newname,
+                 unsigned flags) {
+  if (::renameat2(olddirfd, oldname, newdirfd, newname, flags) < 0) return errno_error("renameat2");
+  return {};
+}
+
+Status fchownat(int dirfd, const char* name, uid_t uid, gid_t gid) {
+  int flags = AT_SYMLINK_NOFOLLOW | (name[0] == '\0' ? AT_EMPTY_PATH : 0);
+  if (::fchownat(dirfd, name, uid, gid, flags) < 0) return errno_error("fchownat");
+  return {};
+}
+
+Status fchmod_path(int fd, mode_t mode) {
+  // fchmod() refuses O_PATH descriptors; the /proc magic link names the same object.
+  std::string p = proc_fd_path(fd);
+  if (::chmod(p.c_str(), mode) < 0) return errno_error("chmod");
+  return {};
+}
+
+Status utimensat(int dirfd, const char* name, const struct timespec times[2]) {
+  int flags = AT_SYMLINK_NOFOLLOW;
+  if (name[0] == '\0') {
+    // The object behind an fd (O_PATH included, symlinks too). Kernels without AT_EMPTY_PATH
+    // for utimensat get the magic link, which works for everything but symlinks.
+    if (::utimensat(dirfd, "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0) return {};
+    if (errno != EINVAL && errno != ENOENT) return errno_error("utimensat");
+    std::string p = proc_fd_path(dirfd);
+    if (::utimensat(AT_FDCWD, p.c_str(), times, 0) < 0) return errno_error("utimensat");
+    return {};
+  }
+  if (::utimensat(dirfd, name, times, flags) < 0) return errno_error("utimensat");
+  return {};
+}
+
+Status fsetxattr(int fd, const char* name, const void* value, size_t size, int flags) {
+  std::string p = proc_fd_path(fd);
+  if (::setxattr(p.c_str(), name, value, size, flags) < 0) return errno_error("setxattr");
+  return {};
+}
+
+Status fremovexattr(int fd, const char* name) {
+  std::string p = proc_fd_path(fd);
+  if (::removexattr(p.c_str(), name) < 0) return errno_error("removexattr");
+  return {};
+}
+
+Status fsync(int fd) {
+  if (retry([&] { return ::fsync(fd); }) < 0) return errno_error("fsync");
+  return {};
+}
+
+Status fdatasync(int fd) {
+  if (retry([&] { return ::fdatasync(fd); }) < 0) return errno_error("fdatasync");
+  return {};
+}
+
+Status ftruncate(int fd, off_t length) {
+  if (retry([&] { return ::ftruncate(fd, length); }) < 0) return errno_error("ftruncate");
+  return {};
+}
+
+Result<std::string> handle_name(int fd) {
+  std::vector<unsigned char> buf(sizeof(struct file_handle) + MAX_HANDLE_SZ);
+  auto* fh = reinterpret_cast<struct file_handle*>(buf.data());
+  fh->handle_bytes = MAX_HANDLE_SZ;
+  int mount_id = 0;
+  if (::name_to_handle_at(fd, "", fh, &mount_id, AT_EMPTY_PATH) < 0)
+    return errno_error("name_to_handle_at");
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = std::to_string(fh->handle_type) + "-";
+  const unsigned char* bytes = buf.data() + sizeof(struct file_handle);
+  for (unsigned i = 0; i < fh->handle_bytes; ++i) {
+    out += kHex[bytes[i] >> 4];
+    out += kHex[bytes[i] & 15];
+  }
+  return out;
+}
+
+Status fallocate(int fd, int mode, off_t offset, off_t length) {
+  if (retry([&] { return ::fallocate(fd, mode, offset, length); }) < 0)
+    return errno_error("fallocate");
+  return {};
+}
+
+Result<off_t> lseek(int fd, off_t offset, int whence) {
+  off_t r = ::lseek(fd, offset, whence);
+  if (r < 0) return errno_error("lseek");
+  return r;
+}
+
+Result<size_t> copy_file_range(int in, off_t* in_off, int out, off_t* out_off, size_t len,
+                               unsigned flags) {
+  loff_t i = *in_off, o = *out_off;
+  ssize_t n = retry([&] { return ::copy_file_range(in, &i, out, &o, len, flags); });
+  if (n < 0) return errno_error("copy_file_range");
+  *in_off = i;
+  *out_off = o;
+  return static_cast<size_t>(n);
+}
+
+namespace {
+
+Status copy_range(int src, int dst, off_t start, off_t end, bool* use_cfr) {
+  off_t pos = start;
+  while (pos < end && *use_cfr) {
+    loff_t in = pos, out = pos;
+    ssize_t n = ::copy_file_range(src, &in, dst, &out, static_cast<size_t>(end - pos), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS) {
+        *use_cfr = false;
+        break;
+      }
+      return errno_error("copy_file_range");
+    }
+    if (n == 0) return {};  // source shrank
+    pos += n;
+  }
+  std::vector<char> buf(1 << 20);
+  while (pos < end) {
+    ssize_t n = retry([&] {
+      return ::pread(src, buf.data(), std::min<size_t>(buf.size(), static_cast<size_t>(end - pos)),
+                     pos);
+    });
+    if (n < 0) return errno_error("pread");
+    if (n == 0) return {};
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = retry([&] { return ::pwrite(dst, buf.data() + done, n - done, pos + done); });
+      if (w < 0) return errno_error("pwrite");
+      done += w;
+    }
+    pos += n;
+  }
+  return {};
+}
+
+}  // namespace
+
+Status copy_data(int src, int dst, off_t size) {
+  if (size == 0) return {};
+  if (::ioctl(dst, FICLONE, src) == 0) return {};
+  bool use_cfr = true;
+  // Copy only the data extents; the final ftruncate gives the file its size and any trailing
+  // hole.
+  off_t pos = 0;
+  while (pos < size) {
+    off_t data = ::lseek(src, pos, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // only a hole remains
+      if (errno == EINVAL || errno == EOPNOTSUPP) {
+        data = pos;  // no hole support: copy everything
+      } else {
+        return errno_error("lseek(SEEK_DATA)");
+      }
+    }
+    off_t hole = ::lseek(src, data, SEEK_HOLE);
+    if (hole < 0) hole = size;
+    if (hole > size) hole = size;
+    if (Status s = copy_range(src, dst, data, hole, &use_cfr); !s) return s;
+    pos = hole;
+  }
+  return ftruncate(dst, size);
 }
 
 }  // namespace lamina::sys

@@ -104,6 +104,14 @@ bool apply_option(const std::string& item, MountOptions* o, std::string* error) 
   }
   if (key == "acl") return boolean(&o->acl);
   if (key == "static_nlink") return boolean(&o->static_nlink);
+  if (key == "metacopy") {
+    if (value == "on" || value == "off") {
+      o->metacopy = value == "on";
+      return true;
+    }
+    *error = "option 'metacopy' must be on or off, not '" + std::string(value) + "'";
+    return false;
+  }
   if (key == "debug") {
     if (!no_value()) return false;
     o->debug = true;
@@ -319,6 +327,8 @@ A copy-on-write union filesystem (fuse-overlayfs compatible command line).
   -o noacl                no POSIX ACLs
   -o timeout=SECONDS      kernel entry/attribute cache timeout
   -o static_nlink         directories show st_nlink 1
+  -o metacopy=on|off      metadata-only copy-up for chmod/chown/utimens/xattrs (default on;
+                          off for an upper that kernel overlayfs mounts with metacopy=off)
   -o uidmapping=A:B:LEN[:...], gidmapping=...   owner translation (as fuse-overlayfs)
   -o squash_to_root, squash_to_uid=N, squash_to_gid=N
   -o xattr_permissions=0|1|2   owner/mode from user.fuseoverlayfs / user.containers

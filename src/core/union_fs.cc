@@ -56,8 +56,9 @@ bool parse_override(const std::string& v, struct stat* st) {
 UnionConfig UnionConfig::from(const MountOptions& o) {
   UnionConfig c;
   c.has_upper = !o.upperdir.empty();
-  // The write path is not built yet: every mount is read-only for now.
-  c.read_only = true;
+  c.read_only = o.read_only || !c.has_upper;
+  c.fsync = o.fsync && !o.volatile_mode;
+  c.metacopy = o.metacopy;
   c.acl = o.acl;
   c.static_nlink = o.static_nlink;
   c.xattr_permissions = o.xattr_permissions;
@@ -66,26 +67,35 @@ UnionConfig UnionConfig::from(const MountOptions& o) {
   return c;
 }
 
-UnionFs::UnionFs(std::vector<std::unique_ptr<Layer>> layers, UnionConfig config)
-    : layers_(std::move(layers)), config_(std::move(config)), inodes_([&] {
+UnionFs::UnionFs(std::vector<std::unique_ptr<Layer>> layers, UnionConfig config, UniqueFd work_fd)
+    : layers_(std::move(layers)),
+      config_(std::move(config)),
+      work_fd_(std::move(work_fd)),
+      inodes_([&] {
         std::vector<dev_t> devs;
         for (const auto& l : layers_) devs.push_back(l->dev());
         return devs;
       }()) {}
 
 UnionFs::~UnionFs() {
+  // Children hold their parents: drop the links first so every node is freed.
   std::lock_guard lock(table_mu_);
-  for (auto& [key, node] : table_) {
-    if (node != root_.get()) delete node;
+  for (auto& [ptr, node] : live_) {
+    std::lock_guard node_lock(node->mu_);
+    node->parent_.reset();
   }
 }
 
 Result<std::unique_ptr<UnionFs>> UnionFs::create(std::vector<std::unique_ptr<Layer>> layers,
-                                                 UnionConfig config) {
+                                                 UnionConfig config, UniqueFd work_fd) {
   if (layers.empty()) return Error{EINVAL, "no layers"};
-  std::unique_ptr<UnionFs> fs(new UnionFs(std::move(layers), std::move(config)));
-  auto root = std::make_unique<Node>();
+  if (config.has_upper && !config.read_only && !work_fd.valid())
+    return Error{EINVAL, "upper without work dir"};
+  std::unique_ptr<UnionFs> fs(
+      new UnionFs(std::move(layers), std::move(config), std::move(work_fd)));
+  auto root = std::make_shared<Node>();
   root->type = S_IFDIR;
+  PartList parts;
   // The root merges every layer's root, down to the first opaque one.
   for (uint32_t i = 0; i < fs->layers_.size(); ++i) {
     const Layer& layer = *fs->layers_[i];
@@ -93,36 +103,40 @@ Result<std::unique_ptr<UnionFs>> UnionFs::create(std::vector<std::unique_ptr<Lay
     if (!obj) return obj.error();
     auto marks = overlay::dir_marks(layer, *obj);
     if (!marks) return marks.error();
-    root->parts.push_back(Node::Part{i, marks->xwhiteouts, std::move(*obj)});
+    parts.push_back(Part{i, marks->xwhiteouts, false, std::make_shared<ObjRef>(std::move(*obj))});
+    parts.back().impure = marks->impure;
     // A root marked opaque hides the layers below (kernel overlayfs does the same).
     if (marks->opaque) break;
   }
-  auto top = fs->layers_[0]->stat(root->parts.front().obj);
+  auto top = fs->layers_[0]->stat(*parts.front().obj);
   if (!top) return top.error();
-  root->key_dev = top->st_dev;
-  root->key_ino = top->st_ino;
-  root->ino = fs->ino_of(root->parts, S_IFDIR);
-  root->parent_ino = root->ino;
-  root->nlookup = 1;
-  fs->table_[{root->key_dev, root->key_ino}] = root.get();
+  root->ino = fs->ino_of(parts, S_IFDIR);
+  root->parts_ = std::make_shared<const PartList>(std::move(parts));
+  fs->root_parts_ = root->parts_;
+  root->key_dev_ = top->st_dev;
+  root->key_ino_ = top->st_ino;
+  root->nlookup_ = 1;
+  fs->live_[root.get()] = root;
+  fs->by_key_[{top->st_dev, top->st_ino}] = root.get();
   fs->root_ = std::move(root);
   return fs;
 }
 
-Result<std::vector<Node::Part>> UnionFs::resolve(const Node& parent, const char* name) const {
-  std::vector<Node::Part> parts;
+Result<PartList> UnionFs::resolve(const PartList& parent, const char* name, bool skip_upper) const {
+  PartList parts;
   const std::string whiteout = std::string(overlay::kWhiteoutPrefix) + name;
   // ".wh." + a name of more than NAME_MAX - 4 bytes cannot exist: no probe (it would fail
   // with ENAMETOOLONG).
   const bool wh_possible = whiteout.size() <= NAME_MAX;
-  for (const Node::Part& dir : parent.parts) {
+  for (const Part& dir : parent) {
+    if (skip_upper && is_upper(dir)) continue;
     const Layer& layer = *layers_[dir.layer];
-    auto obj = layer.lookup(dir.obj, name);
+    auto obj = layer.lookup(*dir.obj, name);
     if (!obj) {
       if (obj.code() != ENOENT) return obj.error();
       // Absent here: a ".wh.NAME" beside it ends the search.
       if (!wh_possible) continue;
-      auto wh = layer.contains(dir.obj, whiteout.c_str());
+      auto wh = layer.contains(*dir.obj, whiteout.c_str());
       if (!wh) return wh.error();
       if (*wh) break;
       continue;
@@ -137,86 +151,194 @@ Result<std::vector<Node::Part>> UnionFs::resolve(const Node& parent, const char*
     }
     if (!S_ISDIR(st->st_mode)) {
       // A non-directory hides everything below it, and is itself hidden under a directory.
-      if (parts.empty()) parts.push_back(Node::Part{dir.layer, false, std::move(*obj)});
+      if (!parts.empty()) break;
+      parts.push_back(Part{dir.layer, false, false, std::make_shared<ObjRef>(std::move(*obj))});
+      if (S_ISREG(st->st_mode) && st->st_nlink > 1 && !is_upper(dir) && !skip_upper &&
+          index_fd_.valid()) {
+        // A lower hard link whose group was copied up through another name: the index holds
+        // the shared upper inode.
+        auto key = index_key(parts.front());
+        if (key) {
+          auto idx = sys::open_path(index_fd_.get(), key->c_str());
+          if (idx) {
+            parts.front() = Part{0, false, true, std::make_shared<ObjRef>(std::move(*idx))};
+            auto marks = overlay::file_marks(*layers_[0], *parts.front().obj);
+            if (!marks) return marks.error();
+            parts.front().ino = marks->ino;
+          } else if (idx.code() != ENOENT) {
+            return idx.error();
+          }
+        }
+      }
+      if (!S_ISLNK(st->st_mode) && is_upper(dir)) {
+        auto meta = overlay::file_marks(layer, *parts.front().obj);
+        if (!meta) return meta.error();
+        parts.front().ino = meta->ino;
+        // A metadata-only copy: its data is a lower file, found by name or by redirect.
+        if (meta->metacopy && S_ISREG(st->st_mode)) {
+          auto data = meta->redirect.empty() ? resolve(parent, name, true)
+                                             : resolve_redirect(parent, meta->redirect);
+          if (!data) return data.error();
+          if (data->empty()) return Error{EIO, "metacopy without lower data"};
+          parts.push_back(std::move(data->front()));
+        }
+      }
       break;
     }
     auto marks = overlay::dir_marks(layer, *obj);
     if (!marks) return marks.error();
-    parts.push_back(Node::Part{dir.layer, marks->xwhiteouts, std::move(*obj)});
+    parts.push_back(
+        Part{dir.layer, marks->xwhiteouts, false, std::make_shared<ObjRef>(std::move(*obj))});
+    parts.back().impure = marks->impure;
     if (marks->opaque) break;
+    if (!marks->redirect.empty() && is_upper(dir)) {
+      // A renamed directory: its lower parts live where the redirect says.
+      auto lower = resolve_redirect(parent, marks->redirect);
+      if (!lower) return lower.error();
+      for (Part& p : *lower) parts.push_back(std::move(p));
+      break;
+    }
     // A whiteout beside a directory of the same layer applies to the layers below only
     // (OCI layer semantics): the directory is effectively opaque.
     if (!wh_possible) continue;
-    auto wh = layer.contains(dir.obj, whiteout.c_str());
+    auto wh = layer.contains(*dir.obj, whiteout.c_str());
     if (!wh) return wh.error();
     if (*wh) break;
   }
   return parts;
 }
 
-uint64_t UnionFs::ino_of(const std::vector<Node::Part>& parts, mode_t type) const {
+Result<PartList> UnionFs::resolve_redirect(const PartList& parent,
+                                           const std::string& redirect) const {
+  // "/a/b": from the lower roots; "name": beside the object, in the parent's lowers.
+  PartList cur;
+  std::string_view path = redirect;
+  const PartList& start = path.front() == '/' ? *root_parts_ : parent;
+  for (const Part& p : start) {
+    if (!is_upper(p)) cur.push_back(p);
+  }
+  while (!path.empty() && !cur.empty()) {
+    size_t slash = path.find('/');
+    std::string comp(path.substr(0, slash));
+    path = slash == std::string_view::npos ? std::string_view() : path.substr(slash + 1);
+    if (comp.empty()) continue;
+    if (!valid_name(comp)) return Error{EIO, "overlay.redirect"};
+    auto next = resolve(cur, comp.c_str(), true);
+    if (!next) return next.error();
+    cur = std::move(*next);
+    if (!cur.empty() && !path.empty()) {
+      auto st = layers_[cur.front().layer]->stat(*cur.front().obj);
+      if (!st) return st.error();
+      if (!S_ISDIR(st->st_mode)) cur.clear();  // a middle component must be a directory
+    }
+  }
+  return cur;
+}
+
+uint64_t UnionFs::ino_of(const PartList& parts, mode_t type) const {
   // As kernel overlayfs: a directory with a lower part takes its topmost lower part's number,
   // so it keeps it when copy-up adds an upper part; otherwise the topmost part's.
-  const Node::Part* p = &parts.front();
-  if (S_ISDIR(type) && config_.has_upper && p->layer == 0 && parts.size() > 1) p = &parts[1];
-  auto st = layers_[p->layer]->stat(p->obj);
+  const Part* p = &parts.front();
+  if (S_ISDIR(type) && is_upper(*p) && parts.size() > 1) p = &parts[1];
+  auto st = layers_[p->layer]->stat(*p->obj);
   if (!st) return 0;
   return inodes_.map(st->st_dev, st->st_ino);
 }
+
+std::shared_ptr<Node> UnionFs::shared(Node* n) { return n->shared_from_this(); }
 
 Result<Node*> UnionFs::lookup(Node* parent, std::string_view name) {
   if (!parent->is_dir()) return Error{ENOTDIR, "lookup"};
   if (!valid_name(name)) return Error{EINVAL, "lookup(name)"};
   if (overlay::is_reserved_name(name)) return Error{ENOENT, "lookup(reserved)"};
   std::string cname(name);
-  auto parts = resolve(*parent, cname.c_str());
+  auto parent_parts = parent->parts();
+  auto parts = resolve(*parent_parts, cname.c_str(), false);
   if (!parts) return parts.error();
   if (parts->empty()) return Error{ENOENT, "lookup"};
+  return publish(parent, cname, std::move(*parts));
+}
 
-  const Node::Part& top = parts->front();
-  auto st = layers_[top.layer]->stat(top.obj);
+Result<Node*> UnionFs::publish(Node* parent, const std::string& name, PartList parts) {
+  const Part& top = parts.front();
+  auto st = layers_[top.layer]->stat(*top.obj);
   if (!st) return st.error();
   std::pair<dev_t, ino_t> key{st->st_dev, st->st_ino};
+  std::shared_ptr<Node> parent_ref = shared(parent);
   {
     std::lock_guard lock(table_mu_);
-    auto it = table_.find(key);
-    if (it != table_.end()) {
-      ++it->second->nlookup;
-      return it->second;
+    auto it = by_key_.find(key);
+    if (it != by_key_.end()) {
+      Node* n = it->second;
+      ++n->nlookup_;
+      std::lock_guard node_lock(n->mu_);
+      if (n != root_.get()) {
+        n->parent_ = std::move(parent_ref);
+        n->name_ = name;
+      }
+      return n;
     }
   }
   // Build outside the lock (it stats a layer), then publish; a racing lookup may have
   // published the same object meanwhile, in which case ours is dropped.
-  auto node = std::make_unique<Node>();
+  auto node = std::make_shared<Node>();
   node->type = st->st_mode & S_IFMT;
-  node->key_dev = key.first;
-  node->key_ino = key.second;
-  node->parts = std::move(*parts);
-  node->ino =
-      node->parts.size() > 1 ? ino_of(node->parts, node->type) : inodes_.map(key.first, key.second);
-  node->parent_ino = parent->ino;
+  if (!S_ISDIR(node->type) && parts.front().ino != 0) {
+    node->ino = parts.front().ino;  // recorded at copy-up: the number from before
+  } else {
+    node->ino = parts.size() > 1 ? ino_of(parts, node->type) : inodes_.map(key.first, key.second);
+  }
   node->generation = generation_.fetch_add(1, std::memory_order_relaxed);
+  node->parts_ = std::make_shared<const PartList>(std::move(parts));
+  node->parent_ = std::move(parent_ref);
+  node->name_ = name;
+  node->key_dev_ = key.first;
+  node->key_ino_ = key.second;
   std::lock_guard lock(table_mu_);
-  auto [it, inserted] = table_.try_emplace(key, node.get());
-  ++it->second->nlookup;
-  if (inserted) node.release();
+  auto [it, inserted] = by_key_.try_emplace(key, node.get());
+  ++it->second->nlookup_;
+  if (inserted) live_[node.get()] = node;
   return it->second;
+}
+
+void UnionFs::set_parts(Node* node, PartList parts) {
+  const Part& top = parts.front();
+  auto st = layers_[top.layer]->stat(*top.obj);
+  auto list = std::make_shared<const PartList>(std::move(parts));
+  {
+    std::lock_guard lock(node->mu_);
+    node->parts_ = std::move(list);
+  }
+  if (!st) return;
+  std::lock_guard lock(table_mu_);
+  if (live_.count(node) == 0) return;
+  auto it = by_key_.find({node->key_dev_, node->key_ino_});
+  if (it != by_key_.end() && it->second == node) by_key_.erase(it);
+  node->key_dev_ = st->st_dev;
+  node->key_ino_ = st->st_ino;
+  by_key_[{st->st_dev, st->st_ino}] = node;
 }
 
 void UnionFs::forget(Node* node, uint64_t n) {
   if (node == root_.get()) return;
+  std::shared_ptr<Node> doomed;  // freed after the lock is released
   std::lock_guard lock(table_mu_);
-  if (n >= node->nlookup) {
-    table_.erase({node->key_dev, node->key_ino});
-    delete node;
+  if (n < node->nlookup_) {
+    node->nlookup_ -= n;
     return;
   }
-  node->nlookup -= n;
+  auto it = by_key_.find({node->key_dev_, node->key_ino_});
+  if (it != by_key_.end() && it->second == node) by_key_.erase(it);
+  auto live = live_.find(node);
+  if (live != live_.end()) {
+    doomed = std::move(live->second);
+    live_.erase(live);
+  }
 }
 
 size_t UnionFs::node_count() const {
   std::lock_guard lock(table_mu_);
-  return table_.size();
+  return live_.size();
 }
 
 const char* UnionFs::override_xattr() const {
@@ -228,62 +350,103 @@ const char* UnionFs::override_xattr() const {
   return nullptr;
 }
 
-void UnionFs::apply_owner_overrides(const Node& node, struct stat* st) const {
+void UnionFs::apply_owner_overrides(const PartList& parts, struct stat* st) const {
   st->st_uid = config_.uid_map.to_shown(st->st_uid);
   st->st_gid = config_.gid_map.to_shown(st->st_gid);
   if (const char* name = override_xattr()) {
-    const Node::Part& top = node.top();
-    auto v = layers_[top.layer]->getxattr(top.obj, name);
+    const Part& top = parts.front();
+    auto v = layers_[top.layer]->getxattr(*top.obj, name);
     if (!v && config_.xattr_permissions == XattrPermissions::kContainers) {
       // Stores written by older fuse-overlayfs carry the other name.
-      v = layers_[top.layer]->getxattr(top.obj, kOverrideFuseOverlayfs);
+      v = layers_[top.layer]->getxattr(*top.obj, kOverrideFuseOverlayfs);
     }
     if (v) parse_override(*v, st);
   }
 }
 
 Result<struct stat> UnionFs::getattr(const Node* node) const {
-  const Node::Part& top = node->top();
-  auto st = layers_[top.layer]->stat(top.obj);
+  auto parts = node->parts();
+  const Part& top = parts->front();
+  auto st = layers_[top.layer]->stat(*top.obj);
   if (!st) return st.error();
   st->st_ino = node->ino;
+  {
+    std::lock_guard lock(node->mu_);
+    if (node->removed_) st->st_nlink = 0;
+  }
+  if (!node->is_dir() && parts->size() > 1) {
+    // Metacopy: the blocks are the lower data file's.
+    auto data = layers_[parts->back().layer]->stat(*parts->back().obj);
+    if (!data) return data.error();
+    st->st_blocks = data->st_blocks;
+  }
+  if (S_ISREG(st->st_mode) && st->st_nlink > 1 && is_upper(parts->front())) {
+    // Shared with the index: the link count the mount shows is recorded beside it.
+    auto offset = overlay::nlink_offset(*layers_[0], *parts->front().obj);
+    if (offset && *offset) {
+      long n = static_cast<long>(st->st_nlink) + **offset;
+      st->st_nlink = n < 1 ? 1 : static_cast<nlink_t>(n);
+    }
+  }
   // Like kernel overlayfs, a merged directory cannot know its link count cheaply: it shows 1,
   // which tells find(1) and friends not to count subdirectories.
-  if (node->is_dir() && (node->parts.size() > 1 || config_.static_nlink)) st->st_nlink = 1;
-  apply_owner_overrides(*node, &*st);
+  if (node->is_dir() && (parts->size() > 1 || config_.static_nlink)) st->st_nlink = 1;
+  apply_owner_overrides(*parts, &*st);
   return st;
 }
 
 Result<std::string> UnionFs::readlink(const Node* node) const {
   if (!S_ISLNK(node->type)) return Error{EINVAL, "readlink"};
-  const Node::Part& top = node->top();
-  return layers_[top.layer]->readlink(top.obj);
+  auto parts = node->parts();
+  const Part& top = parts->front();
+  return layers_[top.layer]->readlink(*top.obj);
 }
 
 bool UnionFs::immutable_data(const Node* node) const {
-  return !(config_.has_upper && node->top().layer == 0) || config_.read_only;
+  // Lower objects never change (a copy-up copies the same bytes); upper ones may.
+  auto parts = node->parts();
+  return !is_upper(S_ISREG(node->type) ? parts->back() : parts->front());
 }
 
-Result<UniqueFd> UnionFs::open(const Node* node, int flags) const {
+Result<UniqueFd> UnionFs::open(Node* node, int flags) {
   int acc = flags & O_ACCMODE;
-  if (acc != O_RDONLY || (flags & (O_TRUNC | O_APPEND | O_CREAT))) return Error{EROFS, "open"};
+  bool write = acc != O_RDONLY || (flags & O_TRUNC);
   if (!S_ISREG(node->type) && !S_ISDIR(node->type)) return Error{ENXIO, "open"};
-  const Node::Part& top = node->top();
-  // Only flags that change how reads behave pass through; O_NOFOLLOW is meaningless on the
-  // already-resolved object, and creation flags were refused above.
-  int pass = O_RDONLY | (flags & (O_DIRECT | O_NOATIME | O_DIRECTORY | O_NONBLOCK));
-  auto fd = layers_[top.layer]->open(top.obj, pass);
+  if (write) {
+    if (config_.read_only) return Error{EROFS, "open"};
+    if ((flags & O_TRUNC) && S_ISREG(node->type)) {
+      // The data is about to go: copy the metadata only, then drop the data link.
+      if (Status s = copy_up(node, false); !s) return s.error();
+      if (Status s = truncate_metacopy(node); !s) return s.error();
+    } else if (Status s = copy_up(node); !s) {
+      return s.error();
+    }
+  }
+  auto parts = node->parts();
+  // A regular file reads from its data part: the lower file of a metacopy.
+  const Part& top = S_ISREG(node->type) ? parts->back() : parts->front();
+  // Only flags that change how I/O behaves pass through; creation flags were handled by the
+  // kernel and create(); O_NOFOLLOW is meaningless on the resolved object.
+  int pass = acc | (flags & (O_DIRECT | O_NOATIME | O_DIRECTORY | O_NONBLOCK | O_APPEND | O_TRUNC |
+                             O_SYNC | O_DSYNC));
+  auto fd = layers_[top.layer]->open(*top.obj, pass);
   if (!fd && fd.code() == EPERM && (pass & O_NOATIME)) {
-    fd = layers_[top.layer]->open(top.obj, pass & ~O_NOATIME);
+    fd = layers_[top.layer]->open(*top.obj, pass & ~O_NOATIME);
   }
   return fd;
 }
 
 Result<std::vector<DirEntry>> UnionFs::list(const Node* dir) const {
   if (!dir->is_dir()) return Error{ENOTDIR, "readdir"};
+  auto parent = dir->parent();
+  return list_parts(*dir->parts(), dir->ino, parent ? parent->ino : dir->ino);
+}
+
+Result<std::vector<DirEntry>> UnionFs::list_parts(const PartList& parts, uint64_t self_ino,
+                                                  uint64_t parent_ino) const {
   std::vector<DirEntry> out;
-  out.push_back(DirEntry{".", dir->ino, S_IFDIR});
-  out.push_back(DirEntry{"..", dir->parent_ino, S_IFDIR});
+  out.push_back(DirEntry{".", self_ino, S_IFDIR});
+  out.push_back(DirEntry{"..", parent_ino, S_IFDIR});
 
   // name -> index in `out` of the entry shown, or -1 when hidden by a whiteout; `layer` is
   // where the decision was made (a whiteout hides only what lies below its own layer).
@@ -294,10 +457,10 @@ Result<std::vector<DirEntry>> UnionFs::list(const Node* dir) const {
   std::unordered_map<std::string, Seen> seen;
   std::vector<size_t> merged_dirs;  // entries that are directories in two or more layers
 
-  for (const Node::Part& part : dir->parts) {
+  for (const Part& part : parts) {
     const Layer& layer = *layers_[part.layer];
     Status s = layer.list(
-        part.obj, [&](std::string_view name, unsigned char dtype, ino_t d_ino) -> Status {
+        *part.obj, [&](std::string_view name, unsigned char dtype, ino_t d_ino) -> Status {
           if (overlay::is_reserved_name(name)) {
             std::string_view target = overlay::whiteout_target(name);
             if (!target.empty()) seen.try_emplace(std::string(target), Seen{-1, part.layer});
@@ -318,9 +481,13 @@ Result<std::vector<DirEntry>> UnionFs::list(const Node* dir) const {
           }
           mode_t type = dtype_to_mode(dtype);
           uint64_t ino = 0;
-          bool need_stat = type == 0 || type == S_IFCHR || (type == S_IFREG && part.xwhiteouts);
+          // Entries copied up into an impure directory show the st_ino recorded at copy-up.
+          const bool recorded_ino =
+              part.impure && is_upper(part) && type != S_IFDIR && type != S_IFLNK;
+          bool need_stat =
+              type == 0 || type == S_IFCHR || (type == S_IFREG && part.xwhiteouts) || recorded_ino;
           if (need_stat) {
-            auto obj = layer.lookup(part.obj, key.c_str());
+            auto obj = layer.lookup(*part.obj, key.c_str());
             if (!obj) return obj.code() == ENOENT ? Status{} : Status{obj.error()};
             auto st = layer.stat(*obj);
             if (!st) return st.error();
@@ -336,6 +503,11 @@ Result<std::vector<DirEntry>> UnionFs::list(const Node* dir) const {
             }
             type = st->st_mode & S_IFMT;
             ino = inodes_.map(st->st_dev, st->st_ino);
+            if (recorded_ino && !S_ISDIR(type) && !S_ISLNK(type)) {
+              auto marks = overlay::file_marks(layer, *obj);
+              if (!marks) return marks.error();
+              if (marks->ino != 0) ino = marks->ino;
+            }
           } else {
             ino = inodes_.map(layer.dev(), d_ino);
           }
@@ -352,9 +524,9 @@ Result<std::vector<DirEntry>> UnionFs::list(const Node* dir) const {
   merged_dirs.erase(std::unique(merged_dirs.begin(), merged_dirs.end()), merged_dirs.end());
   for (size_t idx : merged_dirs) {
     DirEntry& e = out[idx];
-    auto parts = resolve(*dir, e.name.c_str());
-    if (!parts) return parts.error();
-    if (!parts->empty()) e.ino = ino_of(*parts, S_IFDIR);
+    auto sub = resolve(parts, e.name.c_str(), false);
+    if (!sub) return sub.error();
+    if (!sub->empty()) e.ino = ino_of(*sub, S_IFDIR);
   }
   return out;
 }
@@ -371,13 +543,15 @@ Result<size_t> UnionFs::getxattr(const Node* node, const char* name, void* buf, 
   std::string_view n(name);
   if (hidden_xattr(n)) return Error{ENODATA, "getxattr(private)"};
   if (!config_.acl && is_posix_acl(n)) return Error{EOPNOTSUPP, "getxattr(noacl)"};
-  const Node::Part& top = node->top();
-  return layers_[top.layer]->getxattr(top.obj, name, buf, size);
+  auto parts = node->parts();
+  const Part& top = parts->front();
+  return layers_[top.layer]->getxattr(*top.obj, name, buf, size);
 }
 
 Result<size_t> UnionFs::listxattr(const Node* node, char* buf, size_t size) const {
-  const Node::Part& top = node->top();
-  auto all = layers_[top.layer]->listxattr(top.obj);
+  auto parts = node->parts();
+  const Part& top = parts->front();
+  auto all = layers_[top.layer]->listxattr(*top.obj);
   if (!all) return all.error();
   std::string shown;
   std::string_view list = *all;

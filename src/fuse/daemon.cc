@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -106,6 +107,21 @@ bool has_option_prefix(const std::vector<std::string>& opts, const std::string& 
   return false;
 }
 
+// Removes dir/name and everything below it (leftovers in the work dir only).
+void remove_tree(int dir_fd, const std::string& name) {
+  if (sys::unlinkat(dir_fd, name.c_str(), 0).ok()) return;
+  auto sub = sys::openat(dir_fd, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+  if (sub) {
+    std::vector<std::string> names;
+    (void)sys::read_dir(sub->get(), [&](std::string_view n, unsigned char, ino_t) {
+      names.emplace_back(n);
+      return Status{};
+    });
+    for (const auto& n : names) remove_tree(sub->get(), n);
+  }
+  (void)sys::unlinkat(dir_fd, name.c_str(), AT_REMOVEDIR);
+}
+
 // SELinux mount options reach the kernel, which rejects them (EINVAL, no further word) when
 // SELinux is not running. Say so by name instead.
 bool check_selinux_options(const std::vector<std::string>& opts) {
@@ -120,6 +136,50 @@ bool check_selinux_options(const std::vector<std::string>& opts) {
     }
   }
   return true;
+}
+
+// The work dir holds copy-ups and new objects until they are renamed into the upper. Like
+// kernel overlayfs, lamina uses WORKDIR/work, and empties it at mount: anything there is a
+// leftover of a crash and was never visible. Also finds out whether whiteouts can be char
+// devices (mknod needs CAP_MKNOD; rootless mounts use ".wh.NAME").
+std::optional<UniqueFd> prepare_work_dir(const std::string& workdir, bool* whiteout_devices,
+                                         bool* trusted_xattrs, UniqueFd* index) {
+  auto base = sys::openat(AT_FDCWD, workdir.c_str(), O_PATH | O_DIRECTORY);
+  if (!base) {
+    fail("workdir '" + workdir + "': " + std::strerror(base.code()));
+    return std::nullopt;
+  }
+  Status made = sys::mkdirat(base->get(), "work", 0700);
+  if (!made && made.code() != EEXIST) {
+    fail("workdir '" + workdir + "': cannot create work/: " + made.error().message());
+    return std::nullopt;
+  }
+  auto work = sys::openat(base->get(), "work", O_PATH | O_DIRECTORY | O_NOFOLLOW);
+  if (!work) {
+    fail("workdir '" + workdir + "/work': " + std::strerror(work.code()));
+    return std::nullopt;
+  }
+  std::vector<std::string> leftovers;
+  (void)sys::read_dir(work->get(), [&](std::string_view name, unsigned char, ino_t) {
+    leftovers.emplace_back(name);
+    return Status{};
+  });
+  for (const auto& name : leftovers) remove_tree(work->get(), name);
+  const char* probe = "#lamina-whiteout-probe";
+  Status dev = sys::mknodat(work->get(), probe, S_IFCHR | 0, 0);
+  *whiteout_devices = dev.ok();
+  if (dev.ok()) (void)sys::unlinkat(work->get(), probe, 0);
+  // trusted.* needs CAP_SYS_ADMIN in the filesystem's user namespace; a user namespace's root
+  // has euid 0 but not that.
+  *trusted_xattrs = sys::fsetxattr(work->get(), "trusted.overlay.lamina-probe", "", 0, 0).ok();
+  if (*trusted_xattrs) (void)sys::fremovexattr(work->get(), "trusted.overlay.lamina-probe");
+  // WORKDIR/index keeps copied-up lower hard links (kept across mounts, like overlayfs's).
+  Status idx = sys::mkdirat(base->get(), "index", 0700);
+  if (idx || idx.code() == EEXIST) {
+    auto fd = sys::openat(base->get(), "index", O_PATH | O_DIRECTORY | O_NOFOLLOW);
+    if (fd) *index = std::move(*fd);
+  }
+  return std::move(*work);
 }
 
 }  // namespace
@@ -155,22 +215,33 @@ int run_daemon(const core::MountOptions& o) {
   for (const std::string& dir : o.lowerdirs) {
     if (!open_layer("lowerdir", dir, &layers)) return 1;
   }
-  if (!o.upperdir.empty()) {
-    log::warn("the write path is not implemented yet: '{}' is mounted read-only", o.mountpoint);
+  core::UnionConfig config = core::UnionConfig::from(o);
+  UniqueFd work;
+  bool whiteout_devices = true, trusted_xattrs = true;
+  UniqueFd index;
+  if (!o.upperdir.empty() && !config.read_only) {
+    auto w = prepare_work_dir(o.workdir, &whiteout_devices, &trusted_xattrs, &index);
+    if (!w) return 1;
+    work = std::move(*w);
   }
+  // Modes arrive from the kernel with the caller's umask applied: ours must not apply again.
+  ::umask(0);
 
   auto state = std::make_unique<DaemonState>();
-  auto fs = core::UnionFs::create(std::move(layers), core::UnionConfig::from(o));
+  auto fs = core::UnionFs::create(std::move(layers), std::move(config), std::move(work));
   if (!fs) {
     fail("cannot build the merged root: " + fs.error().message());
     return 1;
   }
+  (*fs)->set_upper_format(whiteout_devices, trusted_xattrs);
+  (*fs)->set_index_dir(std::move(index));
   state->fs = std::move(*fs);
   state->timeout = o.timeout;
   state->acl = o.acl;
 
   // libfuse sees only FUSE options: ours were consumed above.
-  std::vector<std::string> fuse_opts = {"default_permissions", "ro"};
+  std::vector<std::string> fuse_opts = {"default_permissions"};
+  if (state->fs->config().read_only) fuse_opts.push_back("ro");
   if (!has_option_prefix(o.fuse_options, "fsname=")) fuse_opts.push_back("fsname=laminafs");
   if (!has_option_prefix(o.fuse_options, "subtype=")) fuse_opts.push_back("subtype=laminafs");
   for (const auto& f : o.fuse_options) {

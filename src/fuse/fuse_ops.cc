@@ -7,18 +7,22 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <vector>
 
 #include "daemon_state.h"
+#include "lamina/base/sys.h"
 #include "lamina/core/union_fs.h"
 
 namespace lamina::fuse {
 namespace {
 
+using core::Caller;
 using core::DirEntry;
 using core::Node;
+using core::SetAttr;
 using core::UnionFs;
 
 DaemonState& state(fuse_req_t req) { return *static_cast<DaemonState*>(fuse_req_userdata(req)); }
@@ -33,6 +37,41 @@ struct DirHandle {
 };
 
 DirHandle* dir_handle(fuse_file_info* fi) { return reinterpret_cast<DirHandle*>(fi->fh); }
+
+// An open file. A read-only open of a lower file keeps reading the lower object until the
+// file is copied up through another descriptor; from then on it reads the upper copy (as
+// kernel overlayfs does since 4.19), so no reader sees stale data.
+class FileHandle {
+ public:
+  FileHandle(UniqueFd fd, Node* node, bool lower) : node_(node), lower_(lower), fd_(fd.get()) {
+    fds_.push_back(std::move(fd));
+  }
+  // The descriptor for I/O; valid until release.
+  int fd(UnionFs& fs) {
+    if (!lower_.load(std::memory_order_acquire) || fs.immutable_data(node_)) return fd_.load();
+    std::lock_guard lock(mu_);
+    if (lower_.load()) {
+      auto upper = fs.open(node_, O_RDONLY);
+      if (upper) {
+        fd_ = upper->get();
+        fds_.push_back(std::move(*upper));  // the old one may still be in a splice: keep it
+        lower_ = false;
+      }
+    }
+    return fd_.load();
+  }
+  int writable_fd() const { return fd_.load(); }  // write opens are always on the upper
+
+ private:
+  Node* node_;  // the kernel holds the inode while the file is open
+  std::atomic<bool> lower_;
+  std::atomic<int> fd_;
+  std::mutex mu_;              // guards fds_ and the switch to the upper
+  std::vector<UniqueFd> fds_;  // GUARDED_BY(mu_)
+};
+
+FileHandle* file_handle(fuse_file_info* fi) { return reinterpret_cast<FileHandle*>(fi->fh); }
+int io_fd(fuse_req_t req, fuse_file_info* fi);
 
 void fill_entry(fuse_req_t req, const Node* node, const struct stat& st, fuse_entry_param* e) {
   const DaemonState& s = state(req);
@@ -212,23 +251,199 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     fuse_reply_err(req, fd.code());
     return;
   }
-  fi->fh = static_cast<uint64_t>(fd->get());
+  const bool lower = fs.immutable_data(node);
+  auto h = std::make_unique<FileHandle>(std::move(*fd), node, lower);
+  fi->fh = reinterpret_cast<uint64_t>(h.get());
   // Lower layers never change, so the kernel may keep their pages across opens.
-  fi->keep_cache = fs.immutable_data(node) ? 1 : 0;
-  fi->noflush = 1;  // nothing to flush on a read-only open
-  if (fuse_reply_open(req, fi) == 0) fd->release();
+  fi->keep_cache = lower ? 1 : 0;
+  fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY ? 1 : 0;
+  if (fuse_reply_open(req, fi) == 0) h.release();
+}
+
+int io_fd(fuse_req_t req, fuse_file_info* fi) { return file_handle(fi)->fd(ufs(req)); }
+
+Caller caller_of(fuse_req_t req) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  return Caller{ctx->uid, ctx->gid, 0};
+}
+
+void reply_new_node(fuse_req_t req, Result<Node*> node) {
+  if (!node) {
+    fuse_reply_err(req, node.code());
+    return;
+  }
+  UnionFs& fs = ufs(req);
+  auto st = fs.getattr(*node);
+  if (!st) {
+    fs.forget(*node, 1);
+    fuse_reply_err(req, st.code());
+    return;
+  }
+  fuse_entry_param e;
+  fill_entry(req, *node, *st, &e);
+  fuse_reply_entry(req, &e);
+}
+
+void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+              dev_t rdev) noexcept {
+  UnionFs& fs = ufs(req);
+  reply_new_node(req, fs.mknod(fs.node(parent), name, mode, rdev, caller_of(req)));
+}
+
+void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) noexcept {
+  UnionFs& fs = ufs(req);
+  reply_new_node(req, fs.mkdir(fs.node(parent), name, mode, caller_of(req)));
+}
+
+void op_symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) noexcept {
+  UnionFs& fs = ufs(req);
+  reply_new_node(req, fs.symlink(fs.node(parent), name, target, caller_of(req)));
+}
+
+void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name) noexcept {
+  UnionFs& fs = ufs(req);
+  reply_new_node(req, fs.link(fs.node(ino), fs.node(parent), name));
+}
+
+void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
+  UnionFs& fs = ufs(req);
+  fuse_reply_err(req, fs.unlink(fs.node(parent), name).code());
+}
+
+void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
+  UnionFs& fs = ufs(req);
+  fuse_reply_err(req, fs.rmdir(fs.node(parent), name).code());
+}
+
+void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+               const char* newname, unsigned int flags) noexcept {
+  UnionFs& fs = ufs(req);
+  fuse_reply_err(req, fs.rename(fs.node(parent), name, fs.node(newparent), newname, flags).code());
+}
+
+void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+               fuse_file_info* fi) noexcept {
+  UnionFs& fs = ufs(req);
+  auto made = fs.create(fs.node(parent), name, mode, fi->flags, caller_of(req));
+  if (!made) {
+    fuse_reply_err(req, made.code());
+    return;
+  }
+  auto& [node, fd] = *made;
+  auto st = fs.getattr(node);
+  if (!st) {
+    fs.forget(node, 1);
+    fuse_reply_err(req, st.code());
+    return;
+  }
+  fuse_entry_param e;
+  fill_entry(req, node, *st, &e);
+  auto h = std::make_unique<FileHandle>(std::move(fd), node, false);
+  fi->fh = reinterpret_cast<uint64_t>(h.get());
+  fi->keep_cache = 0;
+  if (fuse_reply_create(req, &e, fi) == 0) h.release();
+}
+
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+                fuse_file_info* fi) noexcept {
+  UnionFs& fs = ufs(req);
+  SetAttr a;
+  if (to_set & FUSE_SET_ATTR_MODE) a.valid |= SetAttr::kMode;
+  if (to_set & FUSE_SET_ATTR_UID) a.valid |= SetAttr::kUid;
+  if (to_set & FUSE_SET_ATTR_GID) a.valid |= SetAttr::kGid;
+  if (to_set & FUSE_SET_ATTR_SIZE) a.valid |= SetAttr::kSize;
+  if (to_set & FUSE_SET_ATTR_ATIME) a.valid |= SetAttr::kAtime;
+  if (to_set & FUSE_SET_ATTR_MTIME) a.valid |= SetAttr::kMtime;
+  if (to_set & FUSE_SET_ATTR_ATIME_NOW) a.valid |= SetAttr::kAtimeNow;
+  if (to_set & FUSE_SET_ATTR_MTIME_NOW) a.valid |= SetAttr::kMtimeNow;
+  a.mode = attr->st_mode;
+  a.uid = attr->st_uid;
+  a.gid = attr->st_gid;
+  a.size = attr->st_size;
+  a.atime = attr->st_atim;
+  a.mtime = attr->st_mtim;
+  auto st = fs.setattr(fs.node(ino), a, fi ? file_handle(fi)->writable_fd() : -1);
+  if (!st) {
+    fuse_reply_err(req, st.code());
+    return;
+  }
+  fuse_reply_attr(req, &*st, state(req).timeout);
+}
+
+void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off,
+                  fuse_file_info* fi) noexcept {
+  fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+  out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  out.buf[0].fd = file_handle(fi)->writable_fd();
+  out.buf[0].pos = off;
+  ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_NONBLOCK);
+  if (n < 0) {
+    fuse_reply_err(req, static_cast<int>(-n));
+    return;
+  }
+  fuse_reply_write(req, static_cast<size_t>(n));
+}
+
+void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) noexcept {
+  fuse_reply_err(req, 0);  // writes go straight to the upper file: nothing is buffered here
+}
+
+void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) noexcept {
+  UnionFs& fs = ufs(req);
+  fuse_reply_err(req, fs.sync(fs.node(ino), io_fd(req, fi), datasync != 0).code());
+}
+
+void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) noexcept {
+  UnionFs& fs = ufs(req);
+  fuse_reply_err(req, fs.sync(fs.node(ino), -1, datasync != 0).code());
+}
+
+void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len,
+                  fuse_file_info* fi) noexcept {
+  fuse_reply_err(req, sys::fallocate(file_handle(fi)->writable_fd(), mode, off, len).code());
+}
+
+void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) noexcept {
+  auto r = sys::lseek(io_fd(req, fi), off, whence);
+  if (!r) {
+    fuse_reply_err(req, r.code());
+    return;
+  }
+  fuse_reply_lseek(req, *r);
+}
+
+void op_copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* fi_in, fuse_ino_t,
+                        off_t off_out, fuse_file_info* fi_out, size_t len, int flags) noexcept {
+  auto n = sys::copy_file_range(io_fd(req, fi_in), &off_in, file_handle(fi_out)->writable_fd(),
+                                &off_out, len, static_cast<unsigned>(flags));
+  if (!n) {
+    fuse_reply_err(req, n.code());
+    return;
+  }
+  fuse_reply_write(req, *n);
+}
+
+void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                 int flags) noexcept {
+  UnionFs& fs = ufs(req);
+  fuse_reply_err(req, fs.setxattr(fs.node(ino), name, value, size, flags).code());
+}
+
+void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) noexcept {
+  UnionFs& fs = ufs(req);
+  fuse_reply_err(req, fs.removexattr(fs.node(ino), name).code());
 }
 
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) noexcept {
   fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  buf.buf[0].fd = static_cast<int>(fi->fh);
+  buf.buf[0].fd = io_fd(req, fi);
   buf.buf[0].pos = off;
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) noexcept {
-  UniqueFd fd(static_cast<int>(fi->fh));
+  delete file_handle(fi);
   fuse_reply_err(req, 0);
 }
 
@@ -310,6 +525,24 @@ fuse_lowlevel_ops make_ops() {
   ops.getxattr = op_getxattr;
   ops.listxattr = op_listxattr;
   ops.access = op_access;
+  ops.mknod = op_mknod;
+  ops.mkdir = op_mkdir;
+  ops.symlink = op_symlink;
+  ops.link = op_link;
+  ops.unlink = op_unlink;
+  ops.rmdir = op_rmdir;
+  ops.rename = op_rename;
+  ops.create = op_create;
+  ops.setattr = op_setattr;
+  ops.write_buf = op_write_buf;
+  ops.flush = op_flush;
+  ops.fsync = op_fsync;
+  ops.fsyncdir = op_fsyncdir;
+  ops.fallocate = op_fallocate;
+  ops.lseek = op_lseek;
+  ops.copy_file_range = op_copy_file_range;
+  ops.setxattr = op_setxattr;
+  ops.removexattr = op_removexattr;
   return ops;
 }
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Every modification through a read-only laminafs mount fails with EROFS and leaves the layers
-// untouched. The write path is not implemented yet, so a mount with an upperdir is read-only
-// too for now: when copy-up lands, the upperdir case below must be turned into write tests.
+// Every modification through a read-only laminafs mount (no upperdir, or upperdir with "ro")
+// fails with EROFS and leaves the layers untouched. Writes through a read-write mount are
+// tested in tests/write.
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -132,16 +132,16 @@ TEST_CASE("read-only: every modification fails with EROFS", "[readonly]") {
     CHECK(diff.empty());
   }
 
-  SECTION("laminafs with upperdir (write path not implemented yet: still EROFS)") {
+  SECTION("laminafs with upperdir mounted ro") {
     auto layers = materialize_stack(stack, tmp.sub("c"),
                                     constant_forms({WhiteoutForm::kWhFile, OpaqueForm::kWhOpq}));
     auto layers_before = listing(walk_tree(tmp.sub("c")));
     {
-      StackPaths p{{layers[1]}, layers[0], tmp.mkdir("work"), {}};
+      StackPaths p{{layers[1]}, layers[0], tmp.mkdir("work"), {"ro"}};
       Mount m(tmp.mkdir("mnt"), p);
       INFO(m.describe());
       REQUIRE(m.ok());
-      expect_all_erofs(m.path(), "laminafs with upperdir");
+      expect_all_erofs(m.path(), "laminafs with upperdir,ro");
     }
     std::string diff =
         diff_listings(layers_before, listing(walk_tree(tmp.sub("c"))), "before", "after");

@@ -42,6 +42,40 @@ Result<std::string> flistxattr(int fd);  // whole NUL-separated list
 using DirentFn = std::function<Status(std::string_view name, unsigned char type, ino_t ino)>;
 Status read_dir(int dir_fd, const DirentFn& fn);
 
+// Namespace changes relative to directory descriptors.
+Status mkdirat(int dirfd, const char* name, mode_t mode);
+Status mknodat(int dirfd, const char* name, mode_t mode, dev_t dev);
+Status symlinkat(const char* target, int dirfd, const char* name);
+Status linkat(int olddirfd, const char* oldname, int newdirfd, const char* newname, int flags);
+Status unlinkat(int dirfd, const char* name, int flags);
+// renameat2 with RENAME_NOREPLACE / RENAME_EXCHANGE / RENAME_WHITEOUT flags.
+Status renameat2(int olddirfd, const char* oldname, int newdirfd, const char* newname,
+                 unsigned flags);
+
+// Metadata of dirfd/name (AT_SYMLINK_NOFOLLOW where the kernel allows it), or of an fd with
+// name "" (AT_EMPTY_PATH).
+Status fchownat(int dirfd, const char* name, uid_t uid, gid_t gid);
+Status fchmod_path(int fd, mode_t mode);  // any fd, O_PATH included; not for symlinks
+Status utimensat(int dirfd, const char* name, const struct timespec times[2]);
+Status fsetxattr(int fd, const char* name, const void* value, size_t size, int flags);
+Status fremovexattr(int fd, const char* name);
+
+Status fsync(int fd);
+Status fdatasync(int fd);
+Status ftruncate(int fd, off_t length);
+Status fallocate(int fd, int mode, off_t offset, off_t length);
+Result<off_t> lseek(int fd, off_t offset, int whence);
+Result<size_t> copy_file_range(int in, off_t* in_off, int out, off_t* out_off, size_t len,
+                               unsigned flags);
+
+// Copies all of src's data to dst (both regular files, dst empty): FICLONE first, then
+// copy_file_range over the data extents (holes stay holes), then read/write.
+Status copy_data(int src, int dst, off_t size);
+
+// A stable name for the object behind fd (any fd, O_PATH included): its file handle
+// (name_to_handle_at) in hex. EOPNOTSUPP where the filesystem has none.
+Result<std::string> handle_name(int fd);
+
 // The path of an fd, as /proc/self/fd/N.
 std::string proc_fd_path(int fd);
 

@@ -29,6 +29,7 @@ struct MountOptions {
   bool fsync = true;           // "fsync=0" turns fsync/fsyncdir into no-ops
   bool acl = true;             // "noacl" turns POSIX ACLs off
   bool static_nlink = false;   // directories always show st_nlink 1
+  bool metacopy = true;        // "metacopy=off": chmod & co. copy data too (kernel metacopy=off)
   double timeout = 1000000.0;  // entry/attr cache timeout in seconds ("timeout=")
   XattrPermissions xattr_permissions = XattrPermissions::kOff;
   IdMap uid_map;

@@ -13,6 +13,9 @@
 
 #include <sys/stat.h>
 
+#include <cstdint>
+#include <optional>
+#include <string>
 #include <string_view>
 
 #include "lamina/base/error.h"
@@ -46,6 +49,8 @@ bool is_private_xattr(std::string_view name);
 struct DirMarks {
   bool opaque = false;      // hides everything below this directory
   bool xwhiteouts = false;  // may contain xattr whiteouts (kernel "opaque=x")
+  std::string redirect;     // overlay.redirect: where the lower parts live ("/a/b" or "name")
+  bool impure = false;      // overlay.impure: holds copied-up entries (see FileMarks::ino)
 };
 
 // Reads the marks of a directory object in `layer`.
@@ -54,5 +59,43 @@ Result<DirMarks> dir_marks(const Layer& layer, const ObjRef& dir);
 // True if the object (already stat'ed as `st`) in a directory whose marks say xwhiteouts is
 // an xattr whiteout: a zero-size regular file with overlay.whiteout.
 Result<bool> is_xattr_whiteout(const Layer& layer, const ObjRef& obj, const struct stat& st);
+
+// A metadata-only copy-up (kernel overlayfs's metacopy=on): an upper regular file carrying
+// overlay.metacopy holds metadata only; its data is the lower file of the same name, or the
+// one its overlay.redirect names.
+// lamina also records, on every non-directory it copies up, the st_ino the object showed
+// before (overlay.lamina.ino, private like every overlay xattr), so the number survives
+// remounts; the parent directory gets kernel overlayfs's overlay.impure mark, which tells
+// readdir which directories hold such entries.
+struct FileMarks {
+  bool metacopy = false;
+  std::string redirect;
+  uint64_t ino = 0;  // 0: none recorded
+};
+// One listxattr for the common unmarked file; values only for the names present.
+Result<FileMarks> file_marks(const Layer& layer, const ObjRef& file);
+
+// overlay.nlink on an upper inode shared with the index: "U+N"/"U-N", the difference between
+// the link count the mount shows and the inode's real one (kernel overlayfs's format).
+Result<std::optional<int>> nlink_offset(const Layer& layer, const ObjRef& obj);
+Status set_nlink_offset(int fd, const char* prefix, int offset);
+
+// ---- writing the format (upper layer only) ----
+
+// Writes a whiteout for `name` in the directory `dir_fd`: a char device 0/0 when `device`,
+// else an empty ".wh.NAME" file.
+Status write_whiteout(int dir_fd, const std::string& name, bool device);
+// True if `name` in dir_fd is a whiteout in any form (device, ".wh.NAME").
+Result<bool> has_whiteout(int dir_fd, const std::string& name);
+// Removes every whiteout inside the directory dir_fd (before it is removed or reused).
+Status clear_whiteouts(int dir_fd);
+// Marks the directory (an O_PATH or real fd) opaque with PREFIX + "opaque" = "y".
+Status set_opaque(int fd, const char* prefix);
+Status set_redirect(int fd, const char* prefix, const std::string& value);
+Status set_metacopy(int fd, const char* prefix);
+Status set_origin_ino(int fd, const char* prefix, uint64_t ino);
+Status set_impure(int dir_fd, const char* prefix);
+// Drops the metacopy mark (the data is now in the upper file), then its redirect.
+Status clear_metacopy(int fd, const char* prefix);
 
 }  // namespace lamina::core::overlay

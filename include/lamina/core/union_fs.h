@@ -5,18 +5,25 @@
 //
 // Nodes. A Node is what the kernel knows as an inode (fuse_ino_t). It holds, for each layer
 // that contributes to it, an ObjRef (O_PATH fd) -- never a path string. A non-directory has
-// exactly one (the topmost object of that name); a directory has every same-named directory
-// from the topmost one down to the first opaque one. Nodes are shared by everyone who looks
-// up the same object (hard links in a lower resolve to one node) and live until the kernel
-// forgets them (lookup counting, as in libfuse's passthrough_hp).
+// exactly one part (the topmost object of its name); a directory has every same-named
+// directory from the topmost one down to the first opaque one. Nodes are shared by everyone
+// who looks up the same object (hard links in a layer resolve to one node) and live until the
+// kernel forgets them (lookup counting, as in libfuse's passthrough_hp) and no child names
+// them as parent.
 //
 // Identity. st_ino comes from InodeMap: the topmost object's number, except for a merged
 // directory with an upper part, which shows its topmost lower part's number (as kernel
-// overlayfs does, so the number stays put when copy-up adds the upper part).
+// overlayfs does, so the number stays put when copy-up adds the upper part). A node keeps its
+// number for its whole life, copy-up included.
 //
-// Locking. table_mu_ guards the node table and every Node::nlookup transition to or from 0.
-// A node's stack is immutable once the node is published, so the read path takes no lock
-// beyond table_mu_ for the lookup-table insert.
+// Writes (union_write.cc, copy_up.cc). Every change lands in the upper layer (layers[0]).
+// A node's part list is replaced, never edited: readers copy the shared_ptr under the node's
+// mutex and then use the list without any lock.
+//
+// Locks, in order (a thread only takes a lock listed after the ones it holds):
+//   Node::copy_mu    serializes copy-up of one node; a child's is taken before its parent's
+//   Node::mu         guards parts_, parent_, name_, removed_ (leaf, never held across I/O)
+//   table_mu_        guards the node tables and every Node::nlookup (leaf)
 
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -38,24 +45,50 @@
 
 namespace lamina::core {
 
-struct Node {
-  struct Part {
-    uint32_t layer;           // index into UnionFs::layers(): 0 is the top of the stack
-    bool xwhiteouts = false;  // directory may hold xattr whiteouts
-    ObjRef obj;
-  };
+struct Part {
+  uint32_t layer = 0;       // index into UnionFs::layers(): 0 is the top of the stack
+  bool xwhiteouts = false;  // directory may hold xattr whiteouts
+  bool indexed = false;     // a lower hard link's copy, found in the index: no upper name yet
+  std::shared_ptr<const ObjRef> obj;
+  uint64_t ino = 0;     // non-directory: the st_ino recorded at copy-up (0: none)
+  bool impure = false;  // directory: holds copied-up entries whose st_ino is recorded
+};
+using PartList = std::vector<Part>;
 
-  mode_t type = 0;          // S_IFMT bits
-  uint64_t ino = 0;         // st_ino shown
-  uint64_t parent_ino = 0;  // st_ino of the parent directory (for "..")
+class Node : public std::enable_shared_from_this<Node> {
+ public:
+  mode_t type = 0;  // S_IFMT bits; a node never changes type
+  uint64_t ino = 0;
   uint64_t generation = 0;
-  dev_t key_dev = 0;  // identity of the topmost object, the node table key
-  ino_t key_ino = 0;
-  std::vector<Part> parts;  // topmost first; immutable once published
-  uint64_t nlookup = 0;     // GUARDED_BY(UnionFs::table_mu_)
 
   bool is_dir() const { return S_ISDIR(type); }
-  const Part& top() const { return parts.front(); }
+
+  std::shared_ptr<const PartList> parts() const {
+    std::lock_guard lock(mu_);
+    return parts_;
+  }
+  std::shared_ptr<Node> parent() const {
+    std::lock_guard lock(mu_);
+    return parent_;
+  }
+  std::string name() const {
+    std::lock_guard lock(mu_);
+    return name_;
+  }
+
+ private:
+  friend class UnionFs;
+  mutable std::mutex mu_;
+  std::shared_ptr<const PartList> parts_;  // GUARDED_BY(mu_)
+  std::shared_ptr<Node> parent_;           // GUARDED_BY(mu_); null for the root
+  std::string name_;                       // GUARDED_BY(mu_); the last name it was seen by
+  bool removed_ = false;                   // GUARDED_BY(mu_); unlinked or rmdir'ed
+
+  std::mutex copy_mu_;  // held while copying this node up
+
+  dev_t key_dev_ = 0;  // GUARDED_BY(UnionFs::table_mu_): identity of the topmost object
+  ino_t key_ino_ = 0;
+  uint64_t nlookup_ = 0;  // GUARDED_BY(UnionFs::table_mu_)
 };
 
 // One entry of a directory listing. Offsets into a listing are stable indexes.
@@ -71,6 +104,8 @@ struct UnionConfig {
   bool read_only = true;
   bool acl = true;
   bool static_nlink = false;
+  bool fsync = true;     // false with fsync=0 or volatile: no durability owed
+  bool metacopy = true;  // metadata-only copy-ups (overlay.metacopy)
   XattrPermissions xattr_permissions = XattrPermissions::kOff;
   IdMap uid_map;
   IdMap gid_map;
@@ -78,13 +113,43 @@ struct UnionConfig {
   static UnionConfig from(const MountOptions& o);
 };
 
+// Who asks (the FUSE request's context), for owners of new objects and permission checks.
+struct Caller {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  mode_t umask = 0;
+};
+
+// What setattr changes; fields not flagged are ignored.
+struct SetAttr {
+  enum : unsigned {
+    kMode = 1,
+    kUid = 2,
+    kGid = 4,
+    kSize = 8,
+    kAtime = 16,
+    kMtime = 32,
+    kAtimeNow = 64,
+    kMtimeNow = 128,
+    kCtime = 256,
+  };
+  unsigned valid = 0;
+  mode_t mode = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  off_t size = 0;
+  struct timespec atime {};
+  struct timespec mtime {};
+};
+
 class UnionFs {
  public:
   static constexpr uint64_t kRootId = 1;  // the node id of the root (FUSE_ROOT_ID)
 
-  // `layers`: topmost first; layers[0] is the upper when config.has_upper.
+  // `layers`: topmost first; layers[0] is the upper when config.has_upper, and then
+  // `work_fd` is an O_PATH descriptor of the work directory (on the upper's filesystem).
   static Result<std::unique_ptr<UnionFs>> create(std::vector<std::unique_ptr<Layer>> layers,
-                                                 UnionConfig config);
+                                                 UnionConfig config, UniqueFd work_fd = {});
   ~UnionFs();
   UnionFs(const UnionFs&) = delete;
   UnionFs& operator=(const UnionFs&) = delete;
@@ -100,6 +165,8 @@ class UnionFs {
   }
   Node* root() { return root_.get(); }
 
+  // ---- read path (union_fs.cc) ----
+
   // Resolves parent/name and counts one lookup on the result. ENOENT for absent, whited-out
   // and reserved (".wh.*") names; ENOTDIR if parent is not a directory.
   Result<Node*> lookup(Node* parent, std::string_view name);
@@ -109,8 +176,9 @@ class UnionFs {
   // Attributes as the mount shows them (ino, nlink, owners mapped).
   Result<struct stat> getattr(const Node* node) const;
   Result<std::string> readlink(const Node* node) const;
-  // A descriptor to read from. EROFS for any write access (the write path is not built yet).
-  Result<UniqueFd> open(const Node* node, int flags) const;
+  // A descriptor for I/O. A write access copies the file up first (EROFS on a read-only
+  // mount); O_TRUNC truncates.
+  Result<UniqueFd> open(Node* node, int flags);
   // True when the node's data can never change under the kernel's page cache.
   bool immutable_data(const Node* node) const;
   // The merged listing, with "." and ".." first.
@@ -125,28 +193,114 @@ class UnionFs {
 
   size_t node_count() const;
 
- private:
-  UnionFs(std::vector<std::unique_ptr<Layer>> layers, UnionConfig config);
+  // ---- write path (union_write.cc) ----
+  // Each returns EROFS on a read-only mount. New nodes come back with one lookup counted.
 
-  // The parts of parent/name (empty when absent).
-  Result<std::vector<Node::Part>> resolve(const Node& parent, const char* name) const;
-  uint64_t ino_of(const std::vector<Node::Part>& parts, mode_t type) const;
-  void apply_owner_overrides(const Node& node, struct stat* st) const;
+  Result<Node*> mknod(Node* parent, std::string_view name, mode_t mode, dev_t rdev,
+                      const Caller& caller);
+  Result<Node*> mkdir(Node* parent, std::string_view name, mode_t mode, const Caller& caller);
+  Result<Node*> symlink(Node* parent, std::string_view name, const std::string& target,
+                        const Caller& caller);
+  // Creates and opens a regular file (O_EXCL honoured); returns the node and the descriptor.
+  Result<std::pair<Node*, UniqueFd>> create(Node* parent, std::string_view name, mode_t mode,
+                                            int flags, const Caller& caller);
+  Result<Node*> link(Node* node, Node* new_parent, std::string_view new_name);
+  Status unlink(Node* parent, std::string_view name);
+  Status rmdir(Node* parent, std::string_view name);
+  // flags: RENAME_NOREPLACE, RENAME_EXCHANGE.
+  Status rename(Node* parent, std::string_view name, Node* new_parent, std::string_view new_name,
+                unsigned flags);
+  // `fd`: the open descriptor when the kernel gave one (ftruncate on an open file).
+  Result<struct stat> setattr(Node* node, const SetAttr& attr, int fd);
+  Status setxattr(Node* node, const char* name, const void* value, size_t size, int flags);
+  Status removexattr(Node* node, const char* name);
+  // fsync/fsyncdir honouring fsync=0 and volatile.
+  Status sync(Node* node, int fd, bool datasync);
+
+ private:
+  UnionFs(std::vector<std::unique_ptr<Layer>> layers, UnionConfig config, UniqueFd work_fd);
+
+  bool is_upper(const Part& p) const { return config_.has_upper && p.layer == 0; }
+  // The object has its own name in the upper (an index entry alone does not count).
+  bool has_upper_name(const Part& p) const { return is_upper(p) && !p.indexed; }
+  // copy_up.cc: hard links of a lower file share one upper inode through the index.
+  Result<std::string> index_key(const Part& lower) const;
+  // Gives parent/name, resolved to an index entry, its own upper link.
+  Status link_up_name(Node* parent, const std::string& name, const Part& indexed);
+  Status adjust_nlink(int fd, int delta);
+  // The parts of parent/name (empty when absent). `skip_upper` resolves below the upper only.
+  Result<PartList> resolve(const PartList& parent, const char* name, bool skip_upper) const;
+  // The lower parts a redirected upper directory stands for.
+  Result<PartList> resolve_redirect(const PartList& parent, const std::string& redirect) const;
+  Result<std::vector<DirEntry>> list_parts(const PartList& parts, uint64_t self_ino,
+                                           uint64_t parent_ino) const;
+  uint64_t ino_of(const PartList& parts, mode_t type) const;
+  void apply_owner_overrides(const PartList& parts, struct stat* st) const;
   const char* override_xattr() const;
   bool hidden_xattr(std::string_view name) const;
+  // Publishes a node for `parts` under parent/name (or finds the live one for the same
+  // object) and counts one lookup.
+  Result<Node*> publish(Node* parent, const std::string& name, PartList parts);
+  std::shared_ptr<Node> shared(Node* n);
+
+  // copy_up.cc
+  // The upper directory descriptor of a directory node, copying it (and its parents) up.
+  Result<std::shared_ptr<const ObjRef>> upper_dir(Node* dir);
+  // Copies a node up (parents first) unless it is already in the upper. With data=false a
+  // regular file gets a metadata-only copy (overlay.metacopy) whose data stays below; with
+  // data=true a metacopy gets its data too.
+  Status copy_up(Node* node, bool data = true);
+  Status copy_up_data(Node* node);
+  Status truncate_metacopy(Node* node);
+  // Replaces the node's parts by `parts` and re-keys it in the node table.
+  void set_parts(Node* node, PartList parts);
+  std::string temp_name();
+  Result<bool> exists_below(Node* parent, const std::string& name);
+  // union_write.cc
+  Result<Node*> make_object(Node* parent, std::string_view name, mode_t mode, dev_t rdev,
+                            const std::string& target, const Caller& caller, UniqueFd* out_fd,
+                            int flags);
+  // Moves work/tmp to dir/name in place of the whiteout there.
+  Status replace_whiteout(const std::string& tmp, int dir_fd, const std::string& name, bool is_dir);
+  // Removes parent/name (whose parts are `parts`), leaving a whiteout if something is below.
+  Status remove_name(Node* parent, const std::string& name, const PartList& parts, bool is_dir);
+  // After the last name of a lower object went: its live node shows st_nlink 0.
+  void mark_removed(const Part& part, nlink_t nlink);
+  Result<std::string> lower_path(Node* dir);
+  Status prepare_moved_dir(Node* dir, bool target_has_below);
+  Status rename_nodes(Node* parent, const std::string& from, Node* src, Node* new_parent,
+                      const std::string& to, Node* dst, unsigned flags);
 
   std::vector<std::unique_ptr<Layer>> layers_;
   UnionConfig config_;
+  UniqueFd work_fd_;
+  UniqueFd index_fd_;  // invalid: no index (a lower without file handles, or read-only)
   mutable InodeMap inodes_;
-  std::unique_ptr<Node> root_;
+  std::shared_ptr<Node> root_;
+  std::shared_ptr<const PartList> root_parts_;  // the root's parts at mount (never change)
+  std::atomic<uint64_t> temp_counter_{0};
+  bool whiteout_devices_ = true;  // char 0/0 whiteouts (false: ".wh.NAME")
+ public:
+  // How the upper is written, found out by the daemon at mount: rootless mounts cannot mknod
+  // (whiteouts become ".wh.NAME" files) nor write trusted.* xattrs (user.overlay.* instead).
+  // WORKDIR/index: where copies of lower hard links wait for their other names.
+  void set_index_dir(UniqueFd fd) { index_fd_ = std::move(fd); }
+  void set_upper_format(bool whiteout_devices, bool trusted_xattrs) {
+    whiteout_devices_ = whiteout_devices;
+    xattr_prefix_ = trusted_xattrs ? "trusted.overlay." : "user.overlay.";
+  }
+
+ private:
+  const char* xattr_prefix_ = "trusted.overlay.";
 
   struct KeyHash {
     size_t operator()(const std::pair<dev_t, ino_t>& k) const {
       return std::hash<uint64_t>()(k.second * 0x9E3779B97F4A7C15ULL ^ k.first);
     }
   };
-  mutable std::mutex table_mu_;  // lock order: the only lock in UnionFs
-  std::unordered_map<std::pair<dev_t, ino_t>, Node*, KeyHash> table_;  // GUARDED_BY(table_mu_)
+  mutable std::mutex table_mu_;
+  std::unordered_map<Node*, std::shared_ptr<Node>> live_;               // GUARDED_BY(table_mu_)
+  std::unordered_map<std::pair<dev_t, ino_t>, Node*, KeyHash> by_key_;  // GUARDED_BY(table_mu_)
   std::atomic<uint64_t> generation_{1};
 };
 

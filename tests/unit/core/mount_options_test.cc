@@ -95,6 +95,7 @@ TEST_CASE("bad command lines name the problem", "[core][options]") {
       {{"-o", "lowerdir=/a,plugins=/x.so", "/m"}, "plugins"},
       {{"-o", "lowerdir=/a,redirect_dir=on", "/m"}, "redirect_dir"},
       {{"-o", "lowerdir=/a,xattr_permissions=3", "/m"}, "xattr_permissions"},
+      {{"-o", "lowerdir=/a,metacopy=maybe", "/m"}, "metacopy"},
       {{"-o", "lowerdir=/a,uidmapping=0:1", "/m"}, "uidmapping"},
       {{"-o", "lowerdir=/a,timeout=soon", "/m"}, "timeout"},
       {{"-o", "lowerdir=/a,fsync=2", "/m"}, "fsync"},
@@ -111,4 +112,11 @@ TEST_CASE("bad command lines name the problem", "[core][options]") {
     CHECK_FALSE(parse(c.args, &err).has_value());
     CHECK_THAT(err, Catch::Contains(c.needle));
   }
+}
+
+TEST_CASE("metacopy=on|off", "[core][options]") {
+  std::string err;
+  CHECK(parse({"-o", "lowerdir=/a", "/m"}, &err)->options.metacopy);
+  CHECK_FALSE(parse({"-o", "lowerdir=/a,metacopy=off", "/m"}, &err)->options.metacopy);
+  CHECK(parse({"-o", "lowerdir=/a,metacopy=on", "/m"}, &err)->options.metacopy);
 }

@@ -179,7 +179,7 @@ TEST_CASE("merged view: whiteout kinds x opaque kinds x layer counts", "[core][u
   Node* f2 = walk(*fs, "f2");
   REQUIRE(f2 != nullptr);
   CHECK(f2->is_dir());
-  CHECK(f2->parts.size() == 1);  // the file below does not merge
+  CHECK(f2->parts()->size() == 1);  // the file below does not merge
 }
 
 TEST_CASE("a non-directory hides a directory below; a directory hides a file below",
@@ -374,7 +374,10 @@ TEST_CASE("a merged directory with an upper part shows its lower part's st_ino",
   layers.push_back(std::move(*DirLayer::open(tmp / "lower")));
   UnionConfig cfg;
   cfg.has_upper = true;
-  auto made = UnionFs::create(std::move(layers), cfg);
+  t::make_dir(tmp / "work");
+  auto work = lamina::sys::open_path(AT_FDCWD, (tmp / "work").c_str());
+  REQUIRE(work.ok());
+  auto made = UnionFs::create(std::move(layers), cfg, std::move(*work));
   REQUIRE(made.ok());
   UnionFs& fs = **made;
   struct stat lower_d, upper_o, upper_solo;

@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copy-up: giving a lower object an upper copy before its first change.
+//
+// Design. The copy is built in the work dir under a fresh temp name -- data (FICLONE, then
+// copy_file_range over data extents, then read/write; holes stay holes), owner, xattrs
+// (security.capability included; overlay's own are not copied), permission bits, times --
+// fsynced unless fsync=0/volatile, and published into the upper by one renameat2
+// (RENAME_NOREPLACE). A crash at any instant leaves either no upper copy or a complete one;
+// a leftover temp file in the work dir is removed at the next mount.
+//
+// Parents first: upper_dir() makes the parent chain exist in the upper (as plain, non-opaque
+// directories with the lower's metadata, so they merge), each under the node's copy_mu_,
+// child before parent. No lock is held that other lookups or reads need: a copy-up of a
+// 1 GiB file blocks only operations that want to copy up the same node.
+//
+// A node may be stale (the kernel forgot it while a child kept it as parent, and a newer node
+// for the same directory did the copy-up): upper_dir() then adopts the directory it finds.
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "lamina/base/log.h"
+#include "lamina/base/sys.h"
+#include "lamina/core/overlay_format.h"
+#include "lamina/core/union_fs.h"
+
+namespace lamina::core {
+namespace {
+
+// Owner, xattrs, mode and times of `st`/src onto work/tmp, in the order that keeps them:
+// chown clears setuid bits and security.capability, so it comes first.
+Status copy_metadata(const Layer& layer, const ObjRef& src, const struct stat& st, int work_fd,
+                     const std::string& tmp, int tmp_fd) {
+  if (Status s = sys::fchownat(work_fd, tmp.c_str(), st.st_uid, st.st_gid); !s) return s;
+  auto names = layer.listxattr(src);
+  if (!names && names.code() != EOPNOTSUPP) return names.error();
+  if (names) {
+    std::string_view all = *names;
+    for (size_t pos = 0; pos < all.size();) {
+      size_t end = all.find('\0', pos);
+      if (end == std::string_view::npos) end = all.size();
+      std::string name(all.substr(pos, end - pos));
+      pos = end + 1;
+      if (name.empty() || overlay::is_private_xattr(name)) continue;
+      auto value = layer.getxattr(src, name.c_str());
+      if (!value) {
+        if (value.code() == ENODATA) continue;
+        return value.error();
+      }
+      Status s = sys::fsetxattr(tmp_fd, name.c_str(), value->data(), value->size(), 0);
+      if (!s) {
+        // A symlink cannot carry user.* xattrs and some filesystems refuse some namespaces:
+        // the lower could not have had them either through a local mount; skip with a note.
+        if (s.code() == EPERM || s.code() == EOPNOTSUPP) {
+          log::warn("copy-up: xattr {} not copied: {}", name, s.error().message());
+          continue;
+        }
+        return s;
+      }
+    }
+  }
+  if (!S_ISLNK(st.st_mode)) {
+    if (Status s = sys::fchmod_path(tmp_fd, st.st_mode & 07777); !s) return s;
+  }
+  const struct timespec times[2] = {st.st_atim, st.st_mtim};
+  return sys::utimensat(work_fd, tmp.c_str(), times);
+}
+
+// Durability for a directory entry change.
+Status sync_dir(int dir_fd) {
+  auto fd = sys::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY);
+  if (!fd) return fd.error();
+  return sys::fsync(fd->get());
+}
+
+}  // namespace
+
+std::string UnionFs::temp_name() {
+  return "#lamina-" + std::to_string(::getpid()) + "-" +
+         std::to_string(temp_counter_.fetch_add(1, std::memory_order_relaxed));
+}
+
+Result<std::shared_ptr<const ObjRef>> UnionFs::upper_dir(Node* dir) {
+  {
+    auto parts = dir->parts();
+    if (is_upper(parts->front())) return parts->front().obj;
+  }
+  if (config_.read_only) return Error{EROFS, "copy-up"};
+  std::lock_guard copy_lock(dir->copy_mu_);
+  auto parts = dir->parts();
+  if (is_upper(parts->front())) return parts->front().obj;
+  std::shared_ptr<Node> parent = dir->parent();
+  std::string name = dir->name();
+  if (!parent) return Error{EIO, "copy-up(root without upper)"};
+  auto parent_up = upper_dir(parent.get());
+  if (!parent_up) return parent_up.error();
+  int up = (*parent_up)->fd.get();
+
+  auto existing = sys::open_path(up, name.c_str());
+  if (existing) {
+    auto st = sys::fstat(existing->get());
+    if (!st) return st.error();
+    if (!S_ISDIR(st->st_mode)) return Error{EIO, "copy-up(upper is not a directory)"};
+  } else {
+    if (existing.code() != ENOENT) return existing.error();
+    const Part& src = parts->front();
+    const Layer& layer = *layers_[src.layer];
+    auto st = layer.stat(*src.obj);
+    if (!st) return st.error();
+    std::string tmp = temp_name();
+    int wfd = work_fd_.get();
+    if (Status s = sys::mkdirat(wfd, tmp.c_str(), 0700); !s) return s.error();
+    auto tmp_fd = sys::open_path(wfd, tmp.c_str());
+    Status s = tmp_fd ? copy_metadata(layer, *src.obj, *st, wfd, tmp, tmp_fd->get())
+                      : Status{tmp_fd.error()};
+    if (s && config_.fsync) s = sync_dir(tmp_fd->get());
+    if (s) s = sys::renameat2(wfd, tmp.c_str(), up, name.c_str(), RENAME_NOREPLACE);
+    if (!s) {
+      (void)sys::unlinkat(wfd, tmp.c_str(), AT_REMOVEDIR);
+      return s.error();
+    }
+    if (config_.fsync) (void)sync_dir(up);
+    existing = std::move(tmp_fd);
+  }
+  PartList next;
+  next.push_back(Part{0, false, false, std::make_shared<ObjRef>(ObjRef{std::move(*existing), 0})});
+  for (const Part& p : *parts) next.push_back(p);
+  auto obj = next.front().obj;
+  set_parts(dir, std::move(next));
+  return obj;
+}
+
+Status UnionFs::copy_up(Node* node, bool data) {
+  if (config_.read_only) return Error{EROFS, "copy-up"};
+  {
+    auto parts = node->parts();
+    // An index entry is the group's upper inode already: changes go to it as they are.
+    if (parts->front().indexed) return {};
+    if (is_upper(parts->front())) {
+      return data && parts->size() > 1 && !node->is_dir() ? copy_up_data(node) : Status{};
+    }
+  }
+  if (node->is_dir()) {
+    auto up = upper_dir(node);
+    return up ? Status{} : Status{up.error()};
+  }
+  std::unique_lock copy_lock(node->copy_mu_);
+  auto parts = node->parts();
+  if (is_upper(parts->front())) {
+    copy_lock.unlock();
+    if (parts->front().indexed) return {};
+    return data && parts->size() > 1 ? copy_up_data(node) : Status{};
+  }
+  std::shared_ptr<Node> parent = node->parent();
+  std::string name = node->name();
+  if (!parent) return Error{EIO, "copy-up(no parent)"};
+  auto parent_up = upper_dir(parent.get());
+  if (!parent_up) return parent_up.error();
+  int up = (*parent_up)->fd.get();
+
+  const Part& src = parts->front();
+  const Layer& layer = *layers_[src.layer];
+  auto st = layer.stat(*src.obj);
+  if (!st) return st.error();
+  const std::string tmp = temp_name();
+  const int wfd = work_fd_.get();
+  // Metadata only (chmod, chown, utimens, xattrs): a sparse file of the right size marked
+  // metacopy; the data stays below until the first write.
+  // A lower hard link goes whole into the index too, so its other names find it there.
+  std::string key;
+  if (S_ISREG(st->st_mode) && st->st_nlink > 1 && index_fd_.valid()) {
+    auto k = index_key(src);
+    if (k) key = std::move(*k);
+  }
+  const bool meta_only =
+      !data && config_.metacopy && key.empty() && S_ISREG(st->st_mode) && st->st_size > 0;
+  UniqueFd data_fd;
+  Status s;
+  switch (st->st_mode & S_IFMT) {
+    case S_IFREG: {
+      auto out = sys::openat(wfd, tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+      if (!out) return out.error();
+      data_fd = std::move(*out);
+      if (meta_only) {
+        s = sys::ftruncate(data_fd.get(), st->st_size);
+      } else {
+        auto in = layer.open(*src.obj, O_RDONLY);
+        s = in ? sys::copy_data(in->get(), data_fd.get(), st->st_size) : Status{in.error()};
+      }
+      break;
+    }
+    case S_IFLNK: {
+      auto target = layer.readlink(*src.obj);
+      if (!target) return target.error();
+      s = sys::symlinkat(target->c_str(), wfd, tmp.c_str());
+      if (!s) return s;
+      break;
+    }
+    default:
+      s = sys::mknodat(wfd, tmp.c_str(), (st->st_mode & S_IFMT) | 0600, st->st_rdev);
+      if (!s) return s;
+      break;
+  }
+  auto tmp_fd = sys::open_path(wfd, tmp.c_str());
+  if (s && !tmp_fd) s = tmp_fd.error();
+  if (s) s = copy_metadata(layer, *src.obj, *st, wfd, tmp, tmp_fd->get());
+  if (s && meta_only) s = overlay::set_metacopy(tmp_fd->get(), xattr_prefix_);
+  // The number it showed goes with it, and the directory learns it holds such entries.
+  if (s && !S_ISLNK(st->st_mode))
+    s = overlay::set_origin_ino(tmp_fd->get(), xattr_prefix_, node->ino);
+  if (s) s = overlay::set_impure(up, xattr_prefix_);
+  if (s && !key.empty()) {
+    // Shown: the lower group's count; real: the index and this name.
+    s = overlay::set_nlink_offset(tmp_fd->get(), xattr_prefix_, static_cast<int>(st->st_nlink) - 2);
+  }
+  if (s && config_.fsync && data_fd.valid()) s = sys::fsync(data_fd.get());
+  if (s && !key.empty()) {
+    s = sys::linkat(wfd, tmp.c_str(), index_fd_.get(), key.c_str(), 0);
+    if (s && config_.fsync) s = sync_dir(index_fd_.get());
+  }
+  if (s) s = sys::renameat2(wfd, tmp.c_str(), up, name.c_str(), RENAME_NOREPLACE);
+  if (!s && s.code() == EEXIST) {
+    // A newer node for the same name (this one went stale) copied it up first: the upper
+    // object there is what the name shows now; adopt it and drop our copy.
+    (void)sys::unlinkat(wfd, tmp.c_str(), 0);
+    auto theirs = sys::open_path(up, name.c_str());
+    if (!theirs) return theirs.error();
+    auto tst = sys::fstat(theirs->get());
+    if (!tst) return tst.error();
+    if ((tst->st_mode & S_IFMT) != (st->st_mode & S_IFMT)) return Error{EEXIST, "copy-up"};
+    PartList adopted{
+        Part{0, false, false, std::make_shared<ObjRef>(ObjRef{std::move(*theirs), 0})}};
+    auto marks = overlay::file_marks(*layers_[0], *adopted.front().obj);
+    if (!marks) return marks.error();
+    if (marks->metacopy) adopted.push_back(src);  // their copy is metadata only
+    set_parts(node, std::move(adopted));
+    copy_lock.unlock();
+    return data ? copy_up_data(node) : Status{};
+  }
+  if (!s) {
+    (void)sys::unlinkat(wfd, tmp.c_str(), 0);
+    return s;
+  }
+  if (config_.fsync) (void)sync_dir(up);
+  PartList next;
+  next.push_back(Part{0, false, false, std::make_shared<ObjRef>(ObjRef{std::move(*tmp_fd), 0})});
+  if (meta_only) next.push_back(src);
+  set_parts(node, std::move(next));
+  return {};
+}
+
+// The data of a metacopy goes into the upper file in place: the mark is dropped only after the
+// data is complete (and fsynced), so a crash leaves a metacopy whose data still comes from
+// below -- never a file with partial data. Times are put back as they were.
+Status UnionFs::copy_up_data(Node* node) {
+  std::lock_guard copy_lock(node->copy_mu_);
+  auto parts = node->parts();
+  if (parts->size() < 2 || node->is_dir()) return {};
+  const Part& upper = parts->front();
+  const Part& lower = parts->back();
+  auto ust = layers_[upper.layer]->stat(*upper.obj);
+  if (!ust) return ust.error();
+  auto lst = layers_[lower.layer]->stat(*lower.obj);
+  if (!lst) return lst.error();
+  auto in = layers_[lower.layer]->open(*lower.obj, O_RDONLY);
+  if (!in) return in.error();
+  auto out = sys::reopen(upper.obj->fd.get(), O_WRONLY);
+  if (!out) return out.error();
+  if (Status s = sys::copy_data(in->get(), out->get(), lst->st_size); !s) return s;
+  if (config_.fsync) {
+    if (Status s = sys::fsync(out->get()); !s) return s;
+  }
+  const struct timespec times[2] = {ust->st_atim, ust->st_mtim};
+  if (Status s = sys::utimensat(upper.obj->fd.get(), "", times); !s) return s;
+  if (Status s = overlay::clear_metacopy(upper.obj->fd.get(), xattr_prefix_); !s) return s;
+  set_parts(node, PartList{upper});
+  return {};
+}
+
+Result<std::string> UnionFs::index_key(const Part& lower) const {
+  return sys::handle_name(lower.obj->fd.get());
+}
+
+Status UnionFs::adjust_nlink(int fd, int delta) {
+  auto offset = overlay::nlink_offset(*layers_[0], ObjRef{UniqueFd(::dup(fd)), 0});
+  if (!offset) return offset.error();
+  return overlay::set_nlink_offset(fd, xattr_prefix_, offset->value_or(0) + delta);
+}
+
+// A name of a lower hard-link group whose upper inode already sits in the index gets its own
+// upper link (no data copied): rename needs a name in the upper to move.
+Status UnionFs::link_up_name(Node* parent, const std::string& name, const Part& indexed) {
+  auto up = upper_dir(parent);
+  if (!up) return up.error();
+  const auto& obj = indexed.obj;
+  const std::string proc = sys::proc_fd_path(obj->fd.get());
+  if (Status s =
+          sys::linkat(AT_FDCWD, proc.c_str(), (*up)->fd.get(), name.c_str(), AT_SYMLINK_FOLLOW);
+      !s)
+    return s;
+  // One more real link, the same number shown.
+  return adjust_nlink(obj->fd.get(), -1);
+}
+
+Result<bool> UnionFs::exists_below(Node* parent, const std::string& name) {
+  auto parts = parent->parts();
+  auto below = resolve(*parts, name.c_str(), true);
+  if (!below) return below.error();
+  return !below->empty();
+}
+
+}  // namespace lamina::core
+
+namespace lamina::core {
+
+// open(O_TRUNC) of a metacopy: no data to bring up. Truncating first and dropping the mark
+// second means a crash in between shows the old (lower) data, never a torn file.
+Status UnionFs::truncate_metacopy(Node* node) {
+  std::lock_guard copy_lock(node->copy_mu_);
+  auto parts = node->parts();
+  if (parts->size() < 2 || node->is_dir() || !is_upper(parts->front())) return {};
+  const Part& upper = parts->front();
+  auto out = sys::reopen(upper.obj->fd.get(), O_WRONLY);
+  if (!out) return out.error();
+  if (Status s = sys::ftruncate(out->get(), 0); !s) return s;
+  if (Status s = overlay::clear_metacopy(upper.obj->fd.get(), xattr_prefix_); !s) return s;
+  set_parts(node, PartList{upper});
+  return {};
+}
+
+}  // namespace lamina::core

@@ -1,0 +1,562 @@
+// SPDX-License-Identifier: Apache-2.0
+// The write path: every change lands in the upper layer, in kernel overlayfs's format.
+//
+// New objects are made directly in the upper directory when nothing needs replacing, and in
+// the work dir (then renamed into place) when a whiteout sits at the name: a non-directory
+// replaces the whiteout with one rename; a directory, which cannot be renamed over a device,
+// is exchanged with it (RENAME_EXCHANGE) and then the whiteout is removed from the work dir.
+// A directory made over a whiteout is opaque.
+//
+// Removing a name that also exists below leaves a whiteout: for an upper object the object
+// is swapped for a fresh whiteout in one RENAME_EXCHANGE, so no crash can bring the lower
+// object back; rootless mounts (no mknod) write ".wh.NAME" first, then remove the object.
+//
+// Rename moves the upper copy (the source is copied up first; a directory only its top
+// level). A directory with lower parts gets an overlay.redirect naming where its lower parts
+// live (as kernel overlayfs with redirect_dir=on), so renaming a lower directory is O(1);
+// a pure upper directory moved onto a name with something below is made opaque. The old name
+// gets a whiteout atomically (RENAME_WHITEOUT) when something lies below it.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "lamina/base/sys.h"
+#include "lamina/core/overlay_format.h"
+#include "lamina/core/union_fs.h"
+
+namespace lamina::core {
+namespace {
+
+bool valid_new_name(std::string_view name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string_view::npos;
+}
+
+Status check_name(std::string_view name) {
+  if (!valid_new_name(name)) return Error{EINVAL, "name"};
+  if (name.size() > 255) return Error{ENAMETOOLONG, "name"};
+  // ".wh.*" names are the format's own: refused rather than silently turned into whiteouts.
+  if (overlay::is_reserved_name(name)) return Error{EPERM, "reserved .wh. name"};
+  return {};
+}
+
+}  // namespace
+
+Result<Node*> UnionFs::mknod(Node* parent, std::string_view name, mode_t mode, dev_t rdev,
+                             const Caller& caller) {
+  return make_object(parent, name, mode, rdev, {}, caller, nullptr, 0);
+}
+
+Result<Node*> UnionFs::mkdir(Node* parent, std::string_view name, mode_t mode,
+                             const Caller& caller) {
+  return make_object(parent, name, S_IFDIR | (mode & 07777), 0, {}, caller, nullptr, 0);
+}
+
+Result<Node*> UnionFs::symlink(Node* parent, std::string_view name, const std::string& target,
+                               const Caller& caller) {
+  return make_object(parent, name, S_IFLNK | 0777, 0, target, caller, nullptr, 0);
+}
+
+Result<std::pair<Node*, UniqueFd>> UnionFs::create(Node* parent, std::string_view name, mode_t mode,
+                                                   int flags, const Caller& caller) {
+  UniqueFd fd;
+  auto node = make_object(parent, name, S_IFREG | (mode & 07777), 0, {}, caller, &fd, flags);
+  if (!node) return node.error();
+  return std::pair<Node*, UniqueFd>{*node, std::move(fd)};
+}
+
+Result<Node*> UnionFs::make_object(Node* parent, std::string_view name, mode_t mode, dev_t rdev,
+                                   const std::string& target, const Caller& caller,
+                                   UniqueFd* out_fd, int flags) {
+  if (config_.read_only) return Error{EROFS, "create"};
+  if (!parent->is_dir()) return Error{ENOTDIR, "create"};
+  if (Status s = check_name(name); !s) return s.error();
+  const std::string cname(name);
+  auto existing = resolve(*parent->parts(), cname.c_str(), false);
+  if (!existing) return existing.error();
+  if (!existing->empty()) return Error{EEXIST, "create"};
+  auto up = upper_dir(parent);
+  if (!up) return up.error();
+  const int dir_fd = (*up)->fd.get();
+
+  // Owner: the caller, through the id mapping; a setgid directory passes on its group.
+  auto pst = getattr(parent);
+  if (!pst) return pst.error();
+  uid_t uid = config_.uid_map.to_disk(caller.uid).value_or(caller.uid);
+  gid_t gid = config_.gid_map.to_disk(caller.gid).value_or(caller.gid);
+  if (pst->st_mode & S_ISGID) {
+    auto real = layers_[0]->stat(**up);
+    if (real) gid = real->st_gid;
+    if (S_ISDIR(mode)) mode |= S_ISGID;
+  }
+
+  auto whiteout = overlay::has_whiteout(dir_fd, cname);
+  if (!whiteout) return whiteout.error();
+  const bool over_whiteout = *whiteout;
+  // Where the object is first made: in place, or in the work dir when something must be
+  // replaced atomically.
+  const int make_fd = over_whiteout ? work_fd_.get() : dir_fd;
+  const std::string make_name = over_whiteout ? temp_name() : cname;
+  const mode_t perm = mode & 07777;
+
+  UniqueFd file;
+  Status s;
+  switch (mode & S_IFMT) {
+    case S_IFREG: {
+      int acc = (flags & O_ACCMODE) == O_RDONLY ? O_RDWR : (flags & O_ACCMODE);
+      auto fd = sys::openat(make_fd, make_name.c_str(),
+                            O_CREAT | O_EXCL | acc | (flags & (O_APPEND | O_DIRECT)), perm);
+      if (!fd) return fd.error();
+      file = std::move(*fd);
+      break;
+    }
+    case S_IFDIR: s = sys::mkdirat(make_fd, make_name.c_str(), perm); break;
+    case S_IFLNK: s = sys::symlinkat(target.c_str(), make_fd, make_name.c_str()); break;
+    default: s = sys::mknodat(make_fd, make_name.c_str(), mode, rdev); break;
+  }
+  if (!s) return s.error();
+  auto undo = [&] {
+    (void)sys::unlinkat(make_fd, make_name.c_str(), S_ISDIR(mode) ? AT_REMOVEDIR : 0);
+  };
+  s = sys::fchownat(make_fd, make_name.c_str(), uid, gid);
+  // chown clears setuid/setgid bits: put the permission bits back (not on symlinks).
+  if (s && !S_ISLNK(mode) && (perm & (S_ISUID | S_ISGID))) {
+    auto pfd = sys::open_path(make_fd, make_name.c_str());
+    s = pfd ? sys::fchmod_path(pfd->get(), perm) : Status{pfd.error()};
+  }
+  if (s && over_whiteout) {
+    if (S_ISDIR(mode)) {
+      auto dfd = sys::open_path(make_fd, make_name.c_str());
+      s = dfd ? overlay::set_opaque(dfd->get(), xattr_prefix_) : Status{dfd.error()};
+      if (!s && s.code() == EPERM) {
+        // No right to write overlay xattrs (rootless): the opaque marker file does it.
+        s = overlay::write_whiteout(dfd->get(), ".wh..opq", false);
+      }
+    }
+    if (s) s = replace_whiteout(make_name, dir_fd, cname, S_ISDIR(mode));
+  }
+  if (!s) {
+    undo();
+    return s.error();
+  }
+  auto parts = resolve(*parent->parts(), cname.c_str(), false);
+  if (!parts) return parts.error();
+  if (parts->empty()) return Error{EIO, "create(vanished)"};
+  auto node = publish(parent, cname, std::move(*parts));
+  if (node && out_fd) *out_fd = std::move(file);
+  return node;
+}
+
+Status UnionFs::replace_whiteout(const std::string& tmp, int dir_fd, const std::string& name,
+                                 bool is_dir) {
+  const int wfd = work_fd_.get();
+  auto dev = sys::fstatat(dir_fd, name.c_str());
+  if (dev && overlay::is_whiteout_device(*dev)) {
+    if (!is_dir) return sys::renameat2(wfd, tmp.c_str(), dir_fd, name.c_str(), 0);
+    if (Status s = sys::renameat2(wfd, tmp.c_str(), dir_fd, name.c_str(), RENAME_EXCHANGE); !s)
+      return s;
+    (void)sys::unlinkat(wfd, tmp.c_str(), 0);  // the whiteout, now in the work dir
+    return {};
+  }
+  // ".wh.NAME": put the object in place, then drop the marker (both present means the object).
+  if (Status s = sys::renameat2(wfd, tmp.c_str(), dir_fd, name.c_str(), RENAME_NOREPLACE); !s)
+    return s;
+  std::string wh = std::string(overlay::kWhiteoutPrefix) + name;
+  Status u = sys::unlinkat(dir_fd, wh.c_str(), 0);
+  if (!u && u.code() != ENOENT) return u;
+  return {};
+}
+
+Result<Node*> UnionFs::link(Node* node, Node* new_parent, std::string_view new_name) {
+  if (config_.read_only) return Error{EROFS, "link"};
+  if (node->is_dir()) return Error{EPERM, "link(directory)"};
+  if (Status s = check_name(new_name); !s) return s.error();
+  const std::string cname(new_name);
+  auto existing = resolve(*new_parent->parts(), cname.c_str(), false);
+  if (!existing) return existing.error();
+  if (!existing->empty()) return Error{EEXIST, "link"};
+  if (Status s = copy_up(node); !s) return s.error();
+  auto up = upper_dir(new_parent);
+  if (!up) return up.error();
+  const int dir_fd = (*up)->fd.get();
+  auto src = node->parts()->front().obj;
+  // Through the magic link: works without CAP_DAC_READ_SEARCH (unlike AT_EMPTY_PATH).
+  const std::string proc = sys::proc_fd_path(src->fd.get());
+  auto whiteout = overlay::has_whiteout(dir_fd, cname);
+  if (!whiteout) return whiteout.error();
+  if (*whiteout) {
+    std::string tmp = temp_name();
+    if (Status s =
+            sys::linkat(AT_FDCWD, proc.c_str(), work_fd_.get(), tmp.c_str(), AT_SYMLINK_FOLLOW);
+        !s)
+      return s.error();
+    if (Status s = replace_whiteout(tmp, dir_fd, cname, false); !s) {
+      (void)sys::unlinkat(work_fd_.get(), tmp.c_str(), 0);
+      return s.error();
+    }
+  } else if (Status s =
+                 sys::linkat(AT_FDCWD, proc.c_str(), dir_fd, cname.c_str(), AT_SYMLINK_FOLLOW);
+             !s) {
+    return s.error();
+  }
+  auto parts = resolve(*new_parent->parts(), cname.c_str(), false);
+  if (!parts) return parts.error();
+  if (parts->empty()) return Error{EIO, "link(vanished)"};
+  return publish(new_parent, cname, std::move(*parts));
+}
+
+Status UnionFs::remove_name(Node* parent, const std::string& name, const PartList& parts,
+                            bool is_dir) {
+  auto below = exists_below(parent, name);
+  if (!below) return below.error();
+  auto up = upper_dir(parent);
+  if (!up) return up.error();
+  const int dir_fd = (*up)->fd.get();
+  const int wfd = work_fd_.get();
+  const bool in_upper = has_upper_name(parts.front());
+  if (parts.front().indexed) {
+    // One name fewer shown for the group; its index entry stays for the others.
+    if (Status s = adjust_nlink(parts.front().obj->fd.get(), -1); !s) return s;
+  }
+  if (in_upper && is_dir) {
+    // Whiteouts inside an upper directory that looks empty go first.
+    if (Status s = overlay::clear_whiteouts(parts.front().obj->fd.get()); !s) return s;
+  }
+  if (!in_upper) return overlay::write_whiteout(dir_fd, name, whiteout_devices_);
+  if (!*below) return sys::unlinkat(dir_fd, name.c_str(), is_dir ? AT_REMOVEDIR : 0);
+  if (whiteout_devices_) {
+    std::string tmp = temp_name();
+    if (Status s = overlay::write_whiteout(wfd, tmp, true); !s) return s;
+    if (Status s = sys::renameat2(wfd, tmp.c_str(), dir_fd, name.c_str(), RENAME_EXCHANGE); !s) {
+      (void)sys::unlinkat(wfd, tmp.c_str(), 0);
+      return s;
+    }
+    return sys::unlinkat(wfd, tmp.c_str(), is_dir ? AT_REMOVEDIR : 0);
+  }
+  if (Status s = overlay::write_whiteout(dir_fd, name, false); !s) return s;
+  return sys::unlinkat(dir_fd, name.c_str(), is_dir ? AT_REMOVEDIR : 0);
+}
+
+Status UnionFs::unlink(Node* parent, std::string_view name) {
+  if (config_.read_only) return Error{EROFS, "unlink"};
+  const std::string cname(name);
+  if (overlay::is_reserved_name(name)) return Error{ENOENT, "unlink"};
+  auto parts = resolve(*parent->parts(), cname.c_str(), false);
+  if (!parts) return parts.error();
+  if (parts->empty()) return Error{ENOENT, "unlink"};
+  auto st = layers_[parts->front().layer]->stat(*parts->front().obj);
+  if (!st) return st.error();
+  if (S_ISDIR(st->st_mode)) return Error{EISDIR, "unlink"};
+  if (S_ISREG(st->st_mode) && st->st_nlink > 1 && !is_upper(parts->front()) && index_fd_.valid()) {
+    // One name of a lower hard-link group goes: the group moves to the index first, so the
+    // other names show one link fewer (the lower inode's count cannot change).
+    auto node = publish(parent, cname, *parts);
+    if (!node) return node.error();
+    Status s = copy_up(*node);
+    forget(*node, 1);
+    if (!s) return s;
+    parts = resolve(*parent->parts(), cname.c_str(), false);
+    if (!parts) return parts.error();
+    if (parts->empty()) return Error{ENOENT, "unlink"};
+  }
+  Status s = remove_name(parent, cname, *parts, false);
+  if (s) mark_removed(parts->front(), st->st_nlink);
+  return s;
+}
+
+void UnionFs::mark_removed(const Part& part, nlink_t nlink) {
+  // A lower object keeps its link count on disk; an open descriptor of the last name must
+  // still see 0 links, as on a plain filesystem.
+  if (is_upper(part) || nlink > 1) return;
+  auto st = layers_[part.layer]->stat(*part.obj);
+  if (!st) return;
+  std::lock_guard lock(table_mu_);
+  auto it = by_key_.find({st->st_dev, st->st_ino});
+  if (it == by_key_.end()) return;
+  std::lock_guard node_lock(it->second->mu_);
+  it->second->removed_ = true;
+}
+
+Status UnionFs::rmdir(Node* parent, std::string_view name) {
+  if (config_.read_only) return Error{EROFS, "rmdir"};
+  const std::string cname(name);
+  if (overlay::is_reserved_name(name)) return Error{ENOENT, "rmdir"};
+  auto parts = resolve(*parent->parts(), cname.c_str(), false);
+  if (!parts) return parts.error();
+  if (parts->empty()) return Error{ENOENT, "rmdir"};
+  auto st = layers_[parts->front().layer]->stat(*parts->front().obj);
+  if (!st) return st.error();
+  if (!S_ISDIR(st->st_mode)) return Error{ENOTDIR, "rmdir"};
+  auto entries = list_parts(*parts, 0, 0);
+  if (!entries) return entries.error();
+  if (entries->size() > 2) return Error{ENOTEMPTY, "rmdir"};
+  Status s = remove_name(parent, cname, *parts, true);
+  if (s) mark_removed(parts->front(), 1);
+  return s;
+}
+
+Result<std::string> UnionFs::lower_path(Node* dir) {
+  // Where a directory's lower parts live: its redirect if it has one, else its parent's
+  // lower path plus its name.
+  std::shared_ptr<Node> parent = dir->parent();
+  if (!parent) return std::string();
+  auto parts = dir->parts();
+  if (is_upper(parts->front())) {
+    auto v = layers_[0]->getxattr(*parts->front().obj,
+                                  (std::string(xattr_prefix_) + "redirect").c_str());
+    if (v) {
+      if (!v->empty() && (*v)[0] == '/') return *v;
+      auto pp = lower_path(parent.get());
+      if (!pp) return pp.error();
+      return *pp + "/" + *v;
+    }
+  }
+  auto pp = lower_path(parent.get());
+  if (!pp) return pp.error();
+  return *pp + "/" + dir->name();
+}
+
+Status UnionFs::prepare_moved_dir(Node* dir, bool target_has_below) {
+  // Called with the directory copied up, before it moves.
+  auto parts = dir->parts();
+  const int fd = parts->front().obj->fd.get();
+  if (parts->size() > 1) {
+    auto path = lower_path(dir);
+    if (!path) return path.error();
+    return overlay::set_redirect(fd, xattr_prefix_, *path);
+  }
+  if (target_has_below) {
+    Status s = overlay::set_opaque(fd, xattr_prefix_);
+    if (!s && s.code() == EPERM) s = overlay::write_whiteout(fd, ".wh..opq", false);
+    return s;
+  }
+  return {};
+}
+
+Status UnionFs::rename(Node* parent, std::string_view name, Node* new_parent,
+                       std::string_view new_name, unsigned flags) {
+  if (config_.read_only) return Error{EROFS, "rename"};
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return Error{EINVAL, "rename(flags)"};
+  if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return Error{EINVAL, "rename"};
+  if (Status s = check_name(new_name); !s) return s;
+  const std::string from(name), to(new_name);
+  if (overlay::is_reserved_name(name)) return Error{ENOENT, "rename"};
+  auto src_parts = resolve(*parent->parts(), from.c_str(), false);
+  if (!src_parts) return src_parts.error();
+  if (src_parts->empty()) return Error{ENOENT, "rename"};
+  auto dst_parts = resolve(*new_parent->parts(), to.c_str(), false);
+  if (!dst_parts) return dst_parts.error();
+  const bool dst_exists = !dst_parts->empty();
+  if ((flags & RENAME_NOREPLACE) && dst_exists) return Error{EEXIST, "rename"};
+  if ((flags & RENAME_EXCHANGE) && !dst_exists) return Error{ENOENT, "rename"};
+
+  // Nodes for the objects involved, so copy-up knows their names; released at the end.
+  auto src = publish(parent, from, std::move(*src_parts));
+  if (!src) return src.error();
+  Node* dst = nullptr;
+  if (dst_exists) {
+    auto d = publish(new_parent, to, std::move(*dst_parts));
+    if (!d) {
+      forget(*src, 1);
+      return d.error();
+    }
+    dst = *d;
+  }
+  Status s = rename_nodes(parent, from, *src, new_parent, to, dst, flags);
+  if (s) {
+    std::lock_guard lock((*src)->mu_);
+    (*src)->parent_ = shared(new_parent);
+    (*src)->name_ = to;
+  }
+  if (s && dst && (flags & RENAME_EXCHANGE)) {
+    std::lock_guard lock(dst->mu_);
+    dst->parent_ = shared(parent);
+    dst->name_ = from;
+  }
+  forget(*src, 1);
+  if (dst) forget(dst, 1);
+  return s;
+}
+
+Status UnionFs::rename_nodes(Node* parent, const std::string& from, Node* src, Node* new_parent,
+                             const std::string& to, Node* dst, unsigned flags) {
+  if (src == dst) return {};  // hard links to one object: nothing to do (POSIX)
+  if (dst && dst->is_dir() && !(flags & RENAME_EXCHANGE)) {
+    if (!src->is_dir()) return Error{EISDIR, "rename"};
+    auto entries = list(dst);
+    if (!entries) return entries.error();
+    if (entries->size() > 2) return Error{ENOTEMPTY, "rename"};
+  } else if (dst && src->is_dir() && !(flags & RENAME_EXCHANGE)) {
+    return Error{ENOTDIR, "rename"};
+  }
+  auto src_below = exists_below(parent, from);
+  if (!src_below) return src_below.error();
+  auto dst_below = exists_below(new_parent, to);
+  if (!dst_below) return dst_below.error();
+
+  // Hard links share one node: a name that only the index backs gets its own upper link
+  // first, whatever the node's parts say.
+  const int names = dst && (flags & RENAME_EXCHANGE) ? 2 : 1;
+  for (int i = 0; i < names; ++i) {
+    Node* dir = i == 0 ? parent : new_parent;
+    const std::string* n = i == 0 ? &from : &to;
+    auto p = resolve(*dir->parts(), n->c_str(), false);
+    if (!p) return p.error();
+    if (!p->empty() && p->front().indexed) {
+      if (Status s = link_up_name(dir, *n, p->front()); !s) return s;
+    }
+  }
+  if (Status s = copy_up(src); !s) return s;
+  if (dst && (flags & RENAME_EXCHANGE)) {
+    if (Status s = copy_up(dst); !s) return s;
+  } else if (dst && S_ISREG(dst->type) && index_fd_.valid()) {
+    // A replaced name of a lower hard-link group: as for unlink, the group goes to the index
+    // (or already is there) so that its other names show one link fewer. Hard links share
+    // a node, so look at what this very name resolves to.
+    auto named = resolve(*new_parent->parts(), to.c_str(), false);
+    if (!named) return named.error();
+    if (!named->empty() && named->front().indexed) {
+      if (Status s = adjust_nlink(named->front().obj->fd.get(), -1); !s) return s;
+    } else if (!named->empty() && !is_upper(named->front())) {
+      auto dst_st = layers_[named->front().layer]->stat(*named->front().obj);
+      if (!dst_st) return dst_st.error();
+      if (dst_st->st_nlink > 1) {
+        if (Status s = copy_up(dst); !s) return s;
+      }
+    }
+  }
+  auto up1 = upper_dir(parent);
+  if (!up1) return up1.error();
+  auto up2 = upper_dir(new_parent);
+  if (!up2) return up2.error();
+  const int fd1 = (*up1)->fd.get(), fd2 = (*up2)->fd.get();
+
+  if (src->is_dir()) {
+    if (Status s = prepare_moved_dir(src, *dst_below); !s) return s;
+  }
+  if (flags & RENAME_EXCHANGE) {
+    if (dst->is_dir()) {
+      if (Status s = prepare_moved_dir(dst, *src_below); !s) return s;
+    }
+    return sys::renameat2(fd1, from.c_str(), fd2, to.c_str(), RENAME_EXCHANGE);
+  }
+
+  // The destination in the upper: a real object is replaced by the rename; a whiteout device
+  // under a directory cannot be, so it goes first (the moved directory is already opaque or
+  // redirected, so nothing below shows through meanwhile); an empty upper directory being
+  // replaced loses its whiteouts first.
+  if (dst && dst->is_dir() && is_upper(dst->parts()->front())) {
+    if (Status s = overlay::clear_whiteouts(dst->parts()->front().obj->fd.get()); !s) return s;
+  }
+  auto dst_whiteout = overlay::has_whiteout(fd2, to);
+  if (!dst_whiteout) return dst_whiteout.error();
+  if (*dst_whiteout && !dst) {
+    auto dev = sys::fstatat(fd2, to.c_str());
+    if (dev && overlay::is_whiteout_device(*dev) && src->is_dir()) {
+      if (Status s = sys::unlinkat(fd2, to.c_str(), 0); !s) return s;
+    }
+  }
+  bool whiteout_left = false;
+  if (*src_below && whiteout_devices_) {
+    Status s = sys::renameat2(fd1, from.c_str(), fd2, to.c_str(), RENAME_WHITEOUT);
+    // Filesystems without RENAME_WHITEOUT say EINVAL: rename, then write the whiteout.
+    if (!s && s.code() != EINVAL) return s;
+    whiteout_left = s.ok();
+  }
+  if (!whiteout_left) {
+    if (Status s = sys::renameat2(fd1, from.c_str(), fd2, to.c_str(), 0); !s) return s;
+    if (*src_below) {
+      if (Status s = overlay::write_whiteout(fd1, from, whiteout_devices_); !s) return s;
+    }
+  }
+  if (*dst_whiteout) {
+    std::string wh = std::string(overlay::kWhiteoutPrefix) + to;
+    Status u = sys::unlinkat(fd2, wh.c_str(), 0);
+    if (!u && u.code() != ENOENT) return u;
+  }
+  return {};
+}
+
+Result<struct stat> UnionFs::setattr(Node* node, const SetAttr& a, int fd) {
+  if (config_.read_only) return Error{EROFS, "setattr"};
+  // Only a size change needs the data; the rest is a metadata-only copy-up.
+  if (Status s = copy_up(node, (a.valid & SetAttr::kSize) != 0); !s) return s.error();
+  auto obj = node->parts()->front().obj;
+  const int pfd = obj->fd.get();
+  if (a.valid & (SetAttr::kUid | SetAttr::kGid)) {
+    uid_t uid = static_cast<uid_t>(-1);
+    gid_t gid = static_cast<gid_t>(-1);
+    if (a.valid & SetAttr::kUid) uid = config_.uid_map.to_disk(a.uid).value_or(a.uid);
+    if (a.valid & SetAttr::kGid) gid = config_.gid_map.to_disk(a.gid).value_or(a.gid);
+    if (Status s = sys::fchownat(pfd, "", uid, gid); !s) return s.error();
+  }
+  if (a.valid & SetAttr::kMode) {
+    if (S_ISLNK(node->type)) return Error{EOPNOTSUPP, "chmod(symlink)"};
+    if (Status s = sys::fchmod_path(pfd, a.mode & 07777); !s) return s.error();
+  }
+  if (a.valid & SetAttr::kSize) {
+    if (!S_ISREG(node->type)) return Error{S_ISDIR(node->type) ? EISDIR : EINVAL, "truncate"};
+    if (fd >= 0) {
+      if (Status s = sys::ftruncate(fd, a.size); !s) return s.error();
+    } else {
+      auto wfd = sys::reopen(pfd, O_WRONLY);
+      if (!wfd) return wfd.error();
+      if (Status s = sys::ftruncate(wfd->get(), a.size); !s) return s.error();
+    }
+  }
+  if (a.valid & (SetAttr::kAtime | SetAttr::kMtime | SetAttr::kAtimeNow | SetAttr::kMtimeNow)) {
+    struct timespec times[2];
+    times[0].tv_nsec = UTIME_OMIT;
+    times[1].tv_nsec = UTIME_OMIT;
+    if (a.valid & SetAttr::kAtimeNow) {
+      times[0].tv_nsec = UTIME_NOW;
+    } else if (a.valid & SetAttr::kAtime) {
+      times[0] = a.atime;
+    }
+    if (a.valid & SetAttr::kMtimeNow) {
+      times[1].tv_nsec = UTIME_NOW;
+    } else if (a.valid & SetAttr::kMtime) {
+      times[1] = a.mtime;
+    }
+    if (Status s = sys::utimensat(pfd, "", times); !s) return s.error();
+  }
+  return getattr(node);
+}
+
+Status UnionFs::setxattr(Node* node, const char* name, const void* value, size_t size, int flags) {
+  if (config_.read_only) return Error{EROFS, "setxattr"};
+  std::string_view n(name);
+  if (hidden_xattr(n)) return Error{EPERM, "setxattr(private)"};
+  if (!config_.acl && (n == "system.posix_acl_access" || n == "system.posix_acl_default"))
+    return Error{EOPNOTSUPP, "setxattr(noacl)"};
+  if (Status s = copy_up(node, false); !s) return s;
+  return sys::fsetxattr(node->parts()->front().obj->fd.get(), name, value, size, flags);
+}
+
+Status UnionFs::removexattr(Node* node, const char* name) {
+  if (config_.read_only) return Error{EROFS, "removexattr"};
+  std::string_view n(name);
+  if (hidden_xattr(n)) return Error{EPERM, "removexattr(private)"};
+  if (!config_.acl && (n == "system.posix_acl_access" || n == "system.posix_acl_default"))
+    return Error{EOPNOTSUPP, "removexattr(noacl)"};
+  // Absent already: no copy-up for nothing.
+  char probe;
+  auto present = getxattr(node, name, &probe, 0);
+  if (!present) return present.error();
+  if (Status s = copy_up(node, false); !s) return s;
+  return sys::fremovexattr(node->parts()->front().obj->fd.get(), name);
+}
+
+Status UnionFs::sync(Node* node, int fd, bool datasync) {
+  if (!config_.fsync) return {};  // fsync=0 / volatile
+  if (fd >= 0) return datasync ? sys::fdatasync(fd) : sys::fsync(fd);
+  auto parts = node->parts();
+  if (!is_upper(parts->front())) return {};  // nothing of ours to make durable
+  auto rfd = layers_[0]->open(*parts->front().obj, O_RDONLY | (node->is_dir() ? O_DIRECTORY : 0));
+  if (!rfd) return rfd.error();
+  return sys::fsync(rfd->get());
+}
+
+}  // namespace lamina::core

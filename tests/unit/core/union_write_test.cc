@@ -1,0 +1,341 @@
+// SPDX-License-Identifier: Apache-2.0
+// The write path on real temp dirs, without mounting: what lands in the upper, in kernel
+// overlayfs's format, and what the merged view shows afterwards.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <set>
+
+#include "../test_util.h"
+#include "lamina/base/sys.h"
+#include "lamina/core/dir_layer.h"
+#include "lamina/core/union_fs.h"
+
+using lamina::core::Caller;
+using lamina::core::DirLayer;
+using lamina::core::Layer;
+using lamina::core::Node;
+using lamina::core::SetAttr;
+using lamina::core::UnionConfig;
+using lamina::core::UnionFs;
+using lamina::test::TempDir;
+namespace t = lamina::test;
+
+namespace {
+
+struct Stack {
+  TempDir tmp;
+  std::unique_ptr<UnionFs> fs;
+
+  std::string upper() const { return tmp / "upper"; }
+  std::string lower() const { return tmp / "lower"; }
+
+  void mount() {
+    t::make_dir(upper());
+    t::make_dir(lower());
+    t::make_dir(tmp / "work");
+    std::vector<std::unique_ptr<Layer>> layers;
+    layers.push_back(std::move(*DirLayer::open(upper())));
+    layers.push_back(std::move(*DirLayer::open(lower())));
+    UnionConfig cfg;
+    cfg.has_upper = true;
+    cfg.read_only = false;
+    cfg.fsync = false;
+    auto work = lamina::sys::open_path(AT_FDCWD, (tmp / "work").c_str());
+    REQUIRE(work.ok());
+    auto made = UnionFs::create(std::move(layers), cfg, std::move(*work));
+    REQUIRE(made.ok());
+    fs = std::move(*made);
+    fs->set_upper_format(true, true);
+    t::make_dir(tmp / "index");
+    auto index = lamina::sys::open_path(AT_FDCWD, (tmp / "index").c_str());
+    REQUIRE(index.ok());
+    fs->set_index_dir(std::move(*index));
+  }
+
+  Node* walk(const std::string& path) {
+    Node* n = fs->root();
+    size_t pos = 0;
+    while (pos < path.size()) {
+      size_t end = path.find('/', pos);
+      if (end == std::string::npos) end = path.size();
+      auto r = fs->lookup(n, path.substr(pos, end - pos));
+      if (!r) return nullptr;
+      n = *r;
+      pos = end + 1;
+    }
+    return n;
+  }
+
+  std::set<std::string> names(const std::string& path) {
+    Node* n = path.empty() ? fs->root() : walk(path);
+    REQUIRE(n != nullptr);
+    auto entries = fs->list(n);
+    REQUIRE(entries.ok());
+    std::set<std::string> out;
+    for (const auto& e : *entries) {
+      if (e.name != "." && e.name != "..") out.insert(e.name);
+    }
+    return out;
+  }
+
+  std::string read(const std::string& path) {
+    Node* n = walk(path);
+    REQUIRE(n != nullptr);
+    auto fd = fs->open(n, O_RDONLY);
+    REQUIRE(fd.ok());
+    std::string out;
+    char buf[1 << 16];
+    for (;;) {
+      ssize_t r = ::read(fd->get(), buf, sizeof buf);
+      REQUIRE(r >= 0);
+      if (r == 0) return out;
+      out.append(buf, static_cast<size_t>(r));
+    }
+  }
+};
+
+bool is_whiteout(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == 0;
+}
+
+std::string xattr(const std::string& path, const char* name) {
+  char buf[256];
+  ssize_t n = ::lgetxattr(path.c_str(), name, buf, sizeof buf);
+  return n < 0 ? "<absent>" : std::string(buf, static_cast<size_t>(n));
+}
+
+}  // namespace
+
+TEST_CASE("writing a lower file copies it up whole, parents first", "[core][write]") {
+  Stack s;
+  t::write_file(s.lower() + "/a/b/f", "lower data");
+  REQUIRE(::chmod((s.lower() + "/a/b").c_str(), 0750) == 0);
+  s.mount();
+  Node* f = s.walk("a/b/f");
+  REQUIRE(f != nullptr);
+  uint64_t ino_before = f->ino;
+  auto fd = s.fs->open(f, O_WRONLY | O_APPEND);
+  REQUIRE(fd.ok());
+  REQUIRE(::write(fd->get(), "+more", 5) == 5);
+  CHECK(s.read("a/b/f") == "lower data+more");
+  CHECK(f->ino == ino_before);  // st_ino survives copy-up
+  struct stat st;
+  REQUIRE(::lstat((s.upper() + "/a/b").c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0750);  // the parent came up with the lower's metadata
+  CHECK(xattr(s.upper() + "/a/b", "trusted.overlay.opaque") == "<absent>");
+  CHECK(t::read_file(s.lower() + "/a/b/f") == "lower data");  // lowers never change
+}
+
+TEST_CASE("chmod of a lower file is a metadata-only copy-up", "[core][write]") {
+  Stack s;
+  t::write_file(s.lower() + "/big", std::string(1 << 20, 'x'));
+  s.mount();
+  Node* n = s.walk("big");
+  REQUIRE(n != nullptr);
+  SetAttr a;
+  a.valid = SetAttr::kMode;
+  a.mode = 0600;
+  auto st = s.fs->setattr(n, a, -1);
+  REQUIRE(st.ok());
+  CHECK((st->st_mode & 07777) == 0600);
+  CHECK(st->st_size == 1 << 20);
+  struct stat up;
+  REQUIRE(::lstat((s.upper() + "/big").c_str(), &up) == 0);
+  CHECK(up.st_blocks == 0);  // no data copied
+  CHECK(xattr(s.upper() + "/big", "trusted.overlay.metacopy").empty());
+  CHECK(s.read("big") == std::string(1 << 20, 'x'));
+  // The first write brings the data up and drops the mark.
+  auto fd = s.fs->open(n, O_WRONLY);
+  REQUIRE(fd.ok());
+  REQUIRE(::pwrite(fd->get(), "y", 1, 0) == 1);
+  CHECK(xattr(s.upper() + "/big", "trusted.overlay.metacopy") == "<absent>");
+  CHECK(s.read("big").substr(0, 3) == "yxx");
+}
+
+TEST_CASE("unlink and rmdir of lower objects leave whiteouts", "[core][write]") {
+  Stack s;
+  t::write_file(s.lower() + "/f", "f");
+  t::write_file(s.lower() + "/d/child", "c");
+  t::write_file(s.lower() + "/e/child", "c");
+  s.mount();
+  REQUIRE(s.fs->unlink(s.fs->root(), "f").ok());
+  CHECK(is_whiteout(s.upper() + "/f"));
+  CHECK(s.fs->rmdir(s.fs->root(), "d").code() == ENOTEMPTY);
+  REQUIRE(s.fs->unlink(s.walk("d"), "child").ok());
+  REQUIRE(s.fs->rmdir(s.fs->root(), "d").ok());  // empty through the mount
+  CHECK(is_whiteout(s.upper() + "/d"));
+  CHECK(s.names("") == std::set<std::string>{"e"});
+  CHECK(s.fs->unlink(s.fs->root(), "f").code() == ENOENT);
+}
+
+TEST_CASE("mkdir over a whiteout makes an opaque directory", "[core][write]") {
+  Stack s;
+  t::write_file(s.lower() + "/d/old", "old");
+  s.mount();
+  REQUIRE(s.fs->unlink(s.walk("d"), "old").ok());
+  REQUIRE(s.fs->rmdir(s.fs->root(), "d").ok());
+  auto d = s.fs->mkdir(s.fs->root(), "d", 0755, Caller{});
+  REQUIRE(d.ok());
+  CHECK(xattr(s.upper() + "/d", "trusted.overlay.opaque") == "y");
+  CHECK(s.names("d").empty());
+  // A file made over a whiteout replaces it.
+  REQUIRE(s.fs->unlink(s.fs->root(), "d").code() == EISDIR);
+  t::write_file(s.lower() + "/g", "g");
+  REQUIRE(s.fs->unlink(s.fs->root(), "g").ok());
+  auto g = s.fs->create(s.fs->root(), "g", 0644, O_WRONLY, Caller{});
+  REQUIRE(g.ok());
+  CHECK(s.read("g").empty());
+  struct stat st;
+  REQUIRE(::lstat((s.upper() + "/g").c_str(), &st) == 0);
+  CHECK(S_ISREG(st.st_mode));
+}
+
+TEST_CASE("renaming a lower directory is O(1) with a redirect", "[core][write]") {
+  Stack s;
+  for (int i = 0; i < 50; ++i) t::write_file(s.lower() + "/src/f" + std::to_string(i), "x");
+  t::write_file(s.lower() + "/src/sub/deep", "deep");
+  s.mount();
+  REQUIRE(s.fs->rename(s.fs->root(), "src", s.fs->root(), "dst", 0).ok());
+  CHECK(xattr(s.upper() + "/dst", "trusted.overlay.redirect") == "/src");
+  CHECK(is_whiteout(s.upper() + "/src"));
+  struct stat st;
+  CHECK(::lstat((s.upper() + "/dst/f0").c_str(), &st) != 0);  // nothing was copied
+  CHECK(s.names("dst").size() == 51);
+  CHECK(s.read("dst/sub/deep") == "deep");
+  CHECK(s.walk("src") == nullptr);
+  // Moving it again keeps pointing at the lower origin.
+  REQUIRE(s.fs->mkdir(s.fs->root(), "p", 0755, Caller{}).ok());
+  REQUIRE(s.fs->rename(s.fs->root(), "dst", s.walk("p"), "moved", 0).ok());
+  CHECK(xattr(s.upper() + "/p/moved", "trusted.overlay.redirect") == "/src");
+  CHECK(s.read("p/moved/sub/deep") == "deep");
+}
+
+TEST_CASE("rename flags and errors", "[core][write]") {
+  Stack s;
+  t::write_file(s.lower() + "/a", "A");
+  t::write_file(s.lower() + "/b", "B");
+  t::write_file(s.lower() + "/full/x", "x");
+  t::make_dir(s.lower() + "/empty");
+  s.mount();
+  Node* root = s.fs->root();
+  CHECK(s.fs->rename(root, "a", root, "b", RENAME_NOREPLACE).code() == EEXIST);
+  REQUIRE(s.fs->rename(root, "a", root, "b", RENAME_EXCHANGE).ok());
+  CHECK(s.read("a") == "B");
+  CHECK(s.read("b") == "A");
+  CHECK(s.fs->rename(root, "empty", root, "full", 0).code() == ENOTEMPTY);
+  CHECK(s.fs->rename(root, "missing", root, "z", 0).code() == ENOENT);
+  REQUIRE(s.fs->rename(root, "full", root, "empty", 0).ok());
+  CHECK(s.names("empty") == std::set<std::string>{"x"});
+  CHECK(s.names("") == std::set<std::string>{"a", "b", "empty"});
+}
+
+TEST_CASE(".wh. names and overlay xattrs are refused", "[core][write]") {
+  Stack s;
+  t::write_file(s.lower() + "/f", "f");
+  s.mount();
+  CHECK(s.fs->create(s.fs->root(), ".wh.x", 0644, O_WRONLY, Caller{}).code() == EPERM);
+  CHECK(s.fs->mkdir(s.fs->root(), ".wh..wh..opq", 0755, Caller{}).code() == EPERM);
+  Node* f = s.walk("f");
+  CHECK(s.fs->setxattr(f, "trusted.overlay.opaque", "y", 1, 0).code() == EPERM);
+  CHECK(s.fs->setxattr(f, "user.overlay.redirect", "/x", 2, 0).code() == EPERM);
+  REQUIRE(s.fs->setxattr(f, "user.ok", "1", 1, 0).ok());
+  CHECK(xattr(s.upper() + "/f", "user.ok") == "1");
+}
+
+TEST_CASE("a read-only union refuses every change", "[core][write]") {
+  TempDir tmp;
+  t::write_file(tmp / "l/f", "f");
+  std::vector<std::unique_ptr<Layer>> layers;
+  layers.push_back(std::move(*DirLayer::open(tmp / "l")));
+  auto fs = UnionFs::create(std::move(layers), UnionConfig{});
+  REQUIRE(fs.ok());
+  Node* root = (*fs)->root();
+  CHECK((*fs)->mkdir(root, "d", 0755, Caller{}).code() == EROFS);
+  CHECK((*fs)->unlink(root, "f").code() == EROFS);
+  CHECK((*fs)->rename(root, "f", root, "g", 0).code() == EROFS);
+}
+
+TEST_CASE("lower hard links stay one file through copy-up", "[core][write]") {
+  Stack s;
+  t::write_file(s.lower() + "/a", "data");
+  REQUIRE(::link((s.lower() + "/a").c_str(), (s.lower() + "/b").c_str()) == 0);
+  REQUIRE(::link((s.lower() + "/a").c_str(), (s.lower() + "/c").c_str()) == 0);
+  s.mount();
+  auto stat_of = [&](const std::string& name) {
+    auto st = s.fs->getattr(s.walk(name));
+    REQUIRE(st.ok());
+    return *st;
+  };
+  Node* a = s.walk("a");
+  REQUIRE(a != nullptr);
+  auto fd = s.fs->open(a, O_WRONLY | O_APPEND);
+  REQUIRE(fd.ok());
+  REQUIRE(::write(fd->get(), "+", 1) == 1);
+  for (const char* n : {"a", "b", "c"}) {
+    INFO(n);
+    CHECK(s.read(n) == "data+");
+    CHECK(stat_of(n).st_ino == stat_of("a").st_ino);
+    CHECK(stat_of(n).st_nlink == 3);
+  }
+  REQUIRE(s.fs->unlink(s.fs->root(), "c").ok());
+  CHECK(stat_of("a").st_nlink == 2);
+  CHECK(stat_of("b").st_nlink == 2);
+  REQUIRE(s.fs->rename(s.fs->root(), "b", s.fs->root(), "b2", 0).ok());
+  CHECK(s.read("b2") == "data+");
+  CHECK(stat_of("b2").st_nlink == 2);
+  CHECK(s.names("") == std::set<std::string>{"a", "b2"});
+}
+
+TEST_CASE("open(O_TRUNC) of a lower file copies no data", "[core][write]") {
+  Stack s;
+  t::write_file(s.lower() + "/big", std::string(4 << 20, 'x'));
+  REQUIRE(::chmod((s.lower() + "/big").c_str(), 0640) == 0);
+  s.mount();
+  Node* n = s.walk("big");
+  REQUIRE(n != nullptr);
+  auto fd = s.fs->open(n, O_WRONLY | O_TRUNC);
+  REQUIRE(fd.ok());
+  REQUIRE(::write(fd->get(), "new", 3) == 3);
+  CHECK(s.read("big") == "new");
+  CHECK(xattr(s.upper() + "/big", "trusted.overlay.metacopy") == "<absent>");
+  auto st = s.fs->getattr(n);
+  REQUIRE(st.ok());
+  CHECK((st->st_mode & 07777) == 0640);
+  CHECK(st->st_size == 3);
+}
+
+TEST_CASE("st_ino of a copied-up file survives a remount; readdir agrees", "[core][write]") {
+  Stack s;
+  t::write_file(s.lower() + "/dir/f", "data");
+  t::write_file(s.lower() + "/dir/m", "meta");
+  t::write_file(s.lower() + "/dir/untouched", "u");
+  s.mount();
+  uint64_t f_ino = s.walk("dir/f")->ino;
+  uint64_t m_ino = s.walk("dir/m")->ino;
+  auto fd = s.fs->open(s.walk("dir/f"), O_WRONLY | O_APPEND);
+  REQUIRE(fd.ok());
+  REQUIRE(::write(fd->get(), "+", 1) == 1);
+  SetAttr a;
+  a.valid = SetAttr::kMode;
+  a.mode = 0600;
+  REQUIRE(s.fs->setattr(s.walk("dir/m"), a, -1).ok());
+  CHECK(xattr(s.upper() + "/dir", "trusted.overlay.impure") == "y");
+
+  s.fs.reset();  // unmount
+  s.mount();
+  CHECK(s.fs->getattr(s.walk("dir/f"))->st_ino == f_ino);
+  CHECK(s.fs->getattr(s.walk("dir/m"))->st_ino == m_ino);
+  auto entries = s.fs->list(s.walk("dir"));
+  REQUIRE(entries.ok());
+  for (const auto& e : *entries) {
+    if (e.name == "." || e.name == "..") continue;
+    INFO(e.name);
+    CHECK(e.ino == s.fs->getattr(s.walk("dir/" + e.name))->st_ino);
+  }
+}
