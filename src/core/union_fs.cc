@@ -103,7 +103,8 @@ Result<std::unique_ptr<UnionFs>> UnionFs::create(std::vector<std::unique_ptr<Lay
     if (!obj) return obj.error();
     auto marks = overlay::dir_marks(layer, *obj);
     if (!marks) return marks.error();
-    parts.push_back(Part{i, marks->xwhiteouts, false, std::make_shared<ObjRef>(std::move(*obj))});
+    parts.push_back(
+        Part{i, marks->xwhiteouts, false, std::make_shared<ObjRef>(ObjRef{std::move(*obj)})});
     parts.back().impure = marks->impure;
     // A root marked opaque hides the layers below (kernel overlayfs does the same).
     if (marks->opaque) break;
@@ -152,7 +153,8 @@ Result<PartList> UnionFs::resolve(const PartList& parent, const char* name, bool
     if (!S_ISDIR(st->st_mode)) {
       // A non-directory hides everything below it, and is itself hidden under a directory.
       if (!parts.empty()) break;
-      parts.push_back(Part{dir.layer, false, false, std::make_shared<ObjRef>(std::move(*obj))});
+      parts.push_back(
+          Part{dir.layer, false, false, std::make_shared<ObjRef>(ObjRef{std::move(*obj)})});
       if (S_ISREG(st->st_mode) && st->st_nlink > 1 && !is_upper(dir) && !skip_upper &&
           index_fd_.valid()) {
         // A lower hard link whose group was copied up through another name: the index holds
@@ -161,7 +163,8 @@ Result<PartList> UnionFs::resolve(const PartList& parent, const char* name, bool
         if (key) {
           auto idx = sys::open_path(index_fd_.get(), key->c_str());
           if (idx) {
-            parts.front() = Part{0, false, true, std::make_shared<ObjRef>(std::move(*idx))};
+            parts.front() =
+                Part{0, false, true, std::make_shared<ObjRef>(ObjRef{std::move(*idx), 0})};
             auto marks = overlay::file_marks(*layers_[0], *parts.front().obj);
             if (!marks) return marks.error();
             parts.front().ino = marks->ino;
@@ -187,8 +190,8 @@ Result<PartList> UnionFs::resolve(const PartList& parent, const char* name, bool
     }
     auto marks = overlay::dir_marks(layer, *obj);
     if (!marks) return marks.error();
-    parts.push_back(
-        Part{dir.layer, marks->xwhiteouts, false, std::make_shared<ObjRef>(std::move(*obj))});
+    parts.push_back(Part{dir.layer, marks->xwhiteouts, false,
+                         std::make_shared<ObjRef>(ObjRef{std::move(*obj)})});
     parts.back().impure = marks->impure;
     if (marks->opaque) break;
     if (!marks->redirect.empty() && is_upper(dir)) {

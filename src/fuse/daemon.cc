@@ -255,6 +255,7 @@ int run_daemon(const core::MountOptions& o) {
   std::vector<std::string> argv_store = {"laminafs", "-o", joined};
   if (o.debug) argv_store.push_back("-d");
   std::vector<char*> argv;
+  argv.reserve(argv_store.size());
   for (auto& a : argv_store) argv.push_back(a.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
 

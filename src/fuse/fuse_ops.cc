@@ -165,7 +165,7 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   auto h = std::make_unique<DirHandle>();
   h->entries = std::move(*entries);
   fi->fh = reinterpret_cast<uint64_t>(h.get());
-  if (fuse_reply_open(req, fi) == 0) h.release();
+  if (fuse_reply_open(req, fi) == 0) static_cast<void>(h.release());  // owned by fi->fh now
 }
 
 void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
@@ -257,7 +257,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   // Lower layers never change, so the kernel may keep their pages across opens.
   fi->keep_cache = lower ? 1 : 0;
   fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY ? 1 : 0;
-  if (fuse_reply_open(req, fi) == 0) h.release();
+  if (fuse_reply_open(req, fi) == 0) static_cast<void>(h.release());  // owned by fi->fh now
 }
 
 int io_fd(fuse_req_t req, fuse_file_info* fi) { return file_handle(fi)->fd(ufs(req)); }
@@ -341,7 +341,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   auto h = std::make_unique<FileHandle>(std::move(fd), node, false);
   fi->fh = reinterpret_cast<uint64_t>(h.get());
   fi->keep_cache = 0;
-  if (fuse_reply_create(req, &e, fi) == 0) h.release();
+  if (fuse_reply_create(req, &e, fi) == 0) static_cast<void>(h.release());  // owned by fi->fh
 }
 
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,

@@ -3,6 +3,7 @@
 // One error vocabulary for the whole project: a positive errno and a literal naming the step
 // that failed ("openat(upper)"). Cheap to copy, never allocates.
 
+#include <cassert>
 #include <cerrno>
 #include <string>
 #include <utility>
@@ -26,15 +27,29 @@ class [[nodiscard]] Result {
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
-  T& value() & { return std::get<0>(v_); }
-  const T& value() const& { return std::get<0>(v_); }
-  T&& value() && { return std::get<0>(std::move(v_)); }
+  // REQUIRES: ok(). Unchecked in release builds (no exception path: FUSE callbacks are
+  // noexcept), asserted in debug builds.
+  T& value() & {
+    assert(ok());
+    return *std::get_if<0>(&v_);
+  }
+  const T& value() const& {
+    assert(ok());
+    return *std::get_if<0>(&v_);
+  }
+  T&& value() && {
+    assert(ok());
+    return std::move(*std::get_if<0>(&v_));
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
-  const Error& error() const { return std::get<1>(v_); }
+  const Error& error() const {
+    assert(!ok());
+    return *std::get_if<1>(&v_);
+  }
   int code() const { return ok() ? 0 : error().code; }
 
  private:
