@@ -125,7 +125,7 @@ Result<std::shared_ptr<const ObjRef>> UnionFs::upper_dir(Node* dir) {
     existing = std::move(tmp_fd);
   }
   PartList next;
-  next.push_back(Part{0, false, false, std::make_shared<ObjRef>(ObjRef{std::move(*existing), 0})});
+  next.push_back(Part{0, false, false, std::make_shared<ObjRef>(std::move(*existing))});
   for (const Part& p : *parts) next.push_back(p);
   auto obj = next.front().obj;
   set_parts(dir, std::move(next));
@@ -230,8 +230,7 @@ Status UnionFs::copy_up(Node* node, bool data) {
     auto tst = sys::fstat(theirs->get());
     if (!tst) return tst.error();
     if ((tst->st_mode & S_IFMT) != (st->st_mode & S_IFMT)) return Error{EEXIST, "copy-up"};
-    PartList adopted{
-        Part{0, false, false, std::make_shared<ObjRef>(ObjRef{std::move(*theirs), 0})}};
+    PartList adopted{Part{0, false, false, std::make_shared<ObjRef>(*parent_up, name)}};
     auto marks = overlay::file_marks(*layers_[0], *adopted.front().obj);
     if (!marks) return marks.error();
     if (marks->metacopy) adopted.push_back(src);  // their copy is metadata only
@@ -245,7 +244,13 @@ Status UnionFs::copy_up(Node* node, bool data) {
   }
   if (config_.fsync) (void)sync_dir(up);
   PartList next;
-  next.push_back(Part{0, false, false, std::make_shared<ObjRef>(ObjRef{std::move(*tmp_fd), 0})});
+  // Named by its directory: a cached file holds no descriptor (a hard-link group's copy,
+  // with several names, keeps one).
+  if (key.empty()) {
+    next.push_back(Part{0, false, false, std::make_shared<ObjRef>(*parent_up, name)});
+  } else {
+    next.push_back(Part{0, false, false, std::make_shared<ObjRef>(std::move(*tmp_fd))});
+  }
   if (meta_only) next.push_back(src);
   set_parts(node, std::move(next));
   return {};
@@ -266,25 +271,29 @@ Status UnionFs::copy_up_data(Node* node) {
   if (!lst) return lst.error();
   auto in = layers_[lower.layer]->open(*lower.obj, O_RDONLY);
   if (!in) return in.error();
-  auto out = sys::reopen(upper.obj->fd.get(), O_WRONLY);
+  auto out = layers_[0]->open(*upper.obj, O_WRONLY);
   if (!out) return out.error();
   if (Status s = sys::copy_data(in->get(), out->get(), lst->st_size); !s) return s;
   if (config_.fsync) {
     if (Status s = sys::fsync(out->get()); !s) return s;
   }
   const struct timespec times[2] = {ust->st_atim, ust->st_mtim};
-  if (Status s = sys::utimensat(upper.obj->fd.get(), "", times); !s) return s;
-  if (Status s = overlay::clear_metacopy(upper.obj->fd.get(), xattr_prefix_); !s) return s;
+  PathFd ufd(*upper.obj);
+  if (!ufd.ok()) return ufd.error();
+  if (Status s = sys::utimensat(ufd.get(), "", times); !s) return s;
+  if (Status s = overlay::clear_metacopy(ufd.get(), xattr_prefix_); !s) return s;
   set_parts(node, PartList{upper});
   return {};
 }
 
 Result<std::string> UnionFs::index_key(const Part& lower) const {
-  return sys::handle_name(lower.obj->fd.get());
+  PathFd fd(*lower.obj);
+  if (!fd.ok()) return fd.error();
+  return sys::handle_name(fd.get());
 }
 
 Status UnionFs::adjust_nlink(int fd, int delta) {
-  auto offset = overlay::nlink_offset(*layers_[0], ObjRef{UniqueFd(::dup(fd)), 0});
+  auto offset = overlay::nlink_offset(*layers_[0], ObjRef(UniqueFd(::dup(fd))));
   if (!offset) return offset.error();
   return overlay::set_nlink_offset(fd, xattr_prefix_, offset->value_or(0) + delta);
 }
@@ -322,10 +331,12 @@ Status UnionFs::truncate_metacopy(Node* node) {
   auto parts = node->parts();
   if (parts->size() < 2 || node->is_dir() || !is_upper(parts->front())) return {};
   const Part& upper = parts->front();
-  auto out = sys::reopen(upper.obj->fd.get(), O_WRONLY);
+  auto out = layers_[0]->open(*upper.obj, O_WRONLY);
   if (!out) return out.error();
   if (Status s = sys::ftruncate(out->get(), 0); !s) return s;
-  if (Status s = overlay::clear_metacopy(upper.obj->fd.get(), xattr_prefix_); !s) return s;
+  PathFd ufd(*upper.obj);
+  if (!ufd.ok()) return ufd.error();
+  if (Status s = overlay::clear_metacopy(ufd.get(), xattr_prefix_); !s) return s;
   set_parts(node, PartList{upper});
   return {};
 }

@@ -18,26 +18,35 @@ Result<std::unique_ptr<DirLayer>> DirLayer::open(const std::string& path) {
 Result<ObjRef> DirLayer::root() const {
   auto fd = sys::openat(root_.get(), ".", O_PATH | O_DIRECTORY);
   if (!fd) return fd.error();
-  return ObjRef{std::move(*fd), 0};
+  return ObjRef(std::move(*fd));
 }
 
 Result<ObjRef> DirLayer::lookup(const ObjRef& dir, const char* name) const {
   auto fd = sys::open_path(dir.fd.get(), name);
   if (!fd) return fd.error();
-  return ObjRef{std::move(*fd), 0};
+  return ObjRef(std::move(*fd));
+}
+
+Result<struct stat> DirLayer::stat_at(const ObjRef& dir, const char* name) const {
+  return sys::fstatat(dir.fd.get(), name);
 }
 
 Result<bool> DirLayer::contains(const ObjRef& dir, const char* name) const {
   return sys::exists_at(dir.fd.get(), name);
 }
 
-Result<struct stat> DirLayer::stat(const ObjRef& obj) const { return sys::fstat(obj.fd.get()); }
+Result<struct stat> DirLayer::stat(const ObjRef& obj) const {
+  if (obj.named()) return sys::fstatat(obj.dir->fd.get(), obj.name.c_str());
+  return sys::fstat(obj.fd.get());
+}
 
 Result<std::string> DirLayer::readlink(const ObjRef& obj) const {
+  if (obj.named()) return sys::readlinkat(obj.dir->fd.get(), obj.name.c_str());
   return sys::readlinkat(obj.fd.get(), "");
 }
 
 Result<UniqueFd> DirLayer::open(const ObjRef& obj, int flags) const {
+  if (obj.named()) return sys::openat(obj.dir->fd.get(), obj.name.c_str(), flags | O_NOFOLLOW);
   return sys::reopen(obj.fd.get(), flags);
 }
 
@@ -47,15 +56,21 @@ Status DirLayer::list(const ObjRef& dir, const sys::DirentFn& fn) const {
 
 Result<size_t> DirLayer::getxattr(const ObjRef& obj, const char* name, void* buf,
                                   size_t size) const {
-  return sys::fgetxattr(obj.fd.get(), name, buf, size);
+  PathFd fd(obj);
+  if (!fd.ok()) return fd.error();
+  return sys::fgetxattr(fd.get(), name, buf, size);
 }
 
 Result<std::string> DirLayer::getxattr(const ObjRef& obj, const char* name) const {
-  return sys::fgetxattr(obj.fd.get(), name);
+  PathFd fd(obj);
+  if (!fd.ok()) return fd.error();
+  return sys::fgetxattr(fd.get(), name);
 }
 
 Result<std::string> DirLayer::listxattr(const ObjRef& obj) const {
-  return sys::flistxattr(obj.fd.get());
+  PathFd fd(obj);
+  if (!fd.ok()) return fd.error();
+  return sys::flistxattr(fd.get());
 }
 
 Result<struct statvfs> DirLayer::statfs() const {

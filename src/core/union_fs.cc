@@ -103,8 +103,7 @@ Result<std::unique_ptr<UnionFs>> UnionFs::create(std::vector<std::unique_ptr<Lay
     if (!obj) return obj.error();
     auto marks = overlay::dir_marks(layer, *obj);
     if (!marks) return marks.error();
-    parts.push_back(
-        Part{i, marks->xwhiteouts, false, std::make_shared<ObjRef>(ObjRef{std::move(*obj)})});
+    parts.push_back(Part{i, marks->xwhiteouts, false, std::make_shared<ObjRef>(std::move(*obj))});
     parts.back().impure = marks->impure;
     // A root marked opaque hides the layers below (kernel overlayfs does the same).
     if (marks->opaque) break;
@@ -132,9 +131,9 @@ Result<PartList> UnionFs::resolve(const PartList& parent, const char* name, bool
   for (const Part& dir : parent) {
     if (skip_upper && is_upper(dir)) continue;
     const Layer& layer = *layers_[dir.layer];
-    auto obj = layer.lookup(*dir.obj, name);
-    if (!obj) {
-      if (obj.code() != ENOENT) return obj.error();
+    auto st = layer.stat_at(*dir.obj, name);
+    if (!st) {
+      if (st.code() != ENOENT) return st.error();
       // Absent here: a ".wh.NAME" beside it ends the search.
       if (!wh_possible) continue;
       auto wh = layer.contains(*dir.obj, whiteout.c_str());
@@ -142,19 +141,26 @@ Result<PartList> UnionFs::resolve(const PartList& parent, const char* name, bool
       if (*wh) break;
       continue;
     }
-    auto st = layer.stat(*obj);
-    if (!st) return st.error();
     if (overlay::is_whiteout_device(*st)) break;
-    if (dir.xwhiteouts) {
-      auto xw = overlay::is_xattr_whiteout(layer, *obj, *st);
-      if (!xw) return xw.error();
-      if (*xw) break;
-    }
     if (!S_ISDIR(st->st_mode)) {
+      // Named by directory and name: cached files hold no descriptor. Except an upper file
+      // with several names: one of them may go while the others stay, so it keeps one.
+      std::shared_ptr<ObjRef> obj;
+      if (is_upper(dir) && st->st_nlink > 1) {
+        auto fd = layer.lookup(*dir.obj, name);
+        if (!fd) return fd.error();
+        obj = std::make_shared<ObjRef>(std::move(*fd));
+      } else {
+        obj = std::make_shared<ObjRef>(dir.obj, name);
+      }
+      if (dir.xwhiteouts) {
+        auto xw = overlay::is_xattr_whiteout(layer, *obj, *st);
+        if (!xw) return xw.error();
+        if (*xw) break;
+      }
       // A non-directory hides everything below it, and is itself hidden under a directory.
       if (!parts.empty()) break;
-      parts.push_back(
-          Part{dir.layer, false, false, std::make_shared<ObjRef>(ObjRef{std::move(*obj)})});
+      parts.push_back(Part{dir.layer, false, false, std::move(obj)});
       if (S_ISREG(st->st_mode) && st->st_nlink > 1 && !is_upper(dir) && !skip_upper &&
           index_fd_.valid()) {
         // A lower hard link whose group was copied up through another name: the index holds
@@ -163,8 +169,7 @@ Result<PartList> UnionFs::resolve(const PartList& parent, const char* name, bool
         if (key) {
           auto idx = sys::open_path(index_fd_.get(), key->c_str());
           if (idx) {
-            parts.front() =
-                Part{0, false, true, std::make_shared<ObjRef>(ObjRef{std::move(*idx), 0})};
+            parts.front() = Part{0, false, true, std::make_shared<ObjRef>(std::move(*idx))};
             auto marks = overlay::file_marks(*layers_[0], *parts.front().obj);
             if (!marks) return marks.error();
             parts.front().ino = marks->ino;
@@ -188,10 +193,15 @@ Result<PartList> UnionFs::resolve(const PartList& parent, const char* name, bool
       }
       break;
     }
+    auto obj = layer.lookup(*dir.obj, name);
+    if (!obj) {
+      if (obj.code() == ENOENT) continue;  // gone since the stat
+      return obj.error();
+    }
     auto marks = overlay::dir_marks(layer, *obj);
     if (!marks) return marks.error();
-    parts.push_back(Part{dir.layer, marks->xwhiteouts, false,
-                         std::make_shared<ObjRef>(ObjRef{std::move(*obj)})});
+    parts.push_back(
+        Part{dir.layer, marks->xwhiteouts, false, std::make_shared<ObjRef>(std::move(*obj))});
     parts.back().impure = marks->impure;
     if (marks->opaque) break;
     if (!marks->redirect.empty() && is_upper(dir)) {
@@ -367,10 +377,12 @@ void UnionFs::apply_owner_overrides(const PartList& parts, struct stat* st) cons
   }
 }
 
-Result<struct stat> UnionFs::getattr(const Node* node) const {
+Result<struct stat> UnionFs::getattr(const Node* node, int fd) const {
   auto parts = node->parts();
   const Part& top = parts->front();
   auto st = layers_[top.layer]->stat(*top.obj);
+  // An open file whose last name went: fstat of the open descriptor.
+  if (!st && st.code() == ENOENT && fd >= 0) st = sys::fstat(fd);
   if (!st) return st.error();
   st->st_ino = node->ino;
   {

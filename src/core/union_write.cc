@@ -183,7 +183,9 @@ Result<Node*> UnionFs::link(Node* node, Node* new_parent, std::string_view new_n
   const int dir_fd = (*up)->fd.get();
   auto src = node->parts()->front().obj;
   // Through the magic link: works without CAP_DAC_READ_SEARCH (unlike AT_EMPTY_PATH).
-  const std::string proc = sys::proc_fd_path(src->fd.get());
+  PathFd src_fd(*src);
+  if (!src_fd.ok()) return src_fd.error();
+  const std::string proc = sys::proc_fd_path(src_fd.get());
   auto whiteout = overlay::has_whiteout(dir_fd, cname);
   if (!whiteout) return whiteout.error();
   if (*whiteout) {
@@ -204,6 +206,8 @@ Result<Node*> UnionFs::link(Node* node, Node* new_parent, std::string_view new_n
   auto parts = resolve(*new_parent->parts(), cname.c_str(), false);
   if (!parts) return parts.error();
   if (parts->empty()) return Error{EIO, "link(vanished)"};
+  // Two names now: the node holds a descriptor rather than one of the names.
+  set_parts(node, *parts);
   return publish(new_parent, cname, std::move(*parts));
 }
 
@@ -216,6 +220,7 @@ Status UnionFs::remove_name(Node* parent, const std::string& name, const PartLis
   const int dir_fd = (*up)->fd.get();
   const int wfd = work_fd_.get();
   const bool in_upper = has_upper_name(parts.front());
+  if (in_upper && !is_dir) pin(parts.front());
   if (parts.front().indexed) {
     // One name fewer shown for the group; its index entry stays for the others.
     if (Status s = adjust_nlink(parts.front().obj->fd.get(), -1); !s) return s;
@@ -365,19 +370,53 @@ Status UnionFs::rename(Node* parent, std::string_view name, Node* new_parent,
     dst = *d;
   }
   Status s = rename_nodes(parent, from, *src, new_parent, to, dst, flags);
-  if (s) {
-    std::lock_guard lock((*src)->mu_);
-    (*src)->parent_ = shared(new_parent);
-    (*src)->name_ = to;
-  }
-  if (s && dst && (flags & RENAME_EXCHANGE)) {
-    std::lock_guard lock(dst->mu_);
-    dst->parent_ = shared(parent);
-    dst->name_ = from;
-  }
+  if (s) moved(*src, new_parent, to);
+  if (s && dst && (flags & RENAME_EXCHANGE)) moved(dst, parent, from);
   forget(*src, 1);
   if (dst) forget(dst, 1);
   return s;
+}
+
+void UnionFs::pin(const Part& part) {
+  // The name is about to go: a live node named by it (an open file, say) gets a descriptor,
+  // so fstat and I/O keep working on the unlinked inode.
+  if (!part.obj->named()) return;
+  auto st = layers_[part.layer]->stat(*part.obj);
+  if (!st) return;
+  std::shared_ptr<Node> node;
+  {
+    std::lock_guard lock(table_mu_);
+    auto it = by_key_.find({st->st_dev, st->st_ino});
+    if (it == by_key_.end()) return;
+    node = live_.at(it->second);
+  }
+  auto fd = sys::open_path(part.obj->dir->fd.get(), part.obj->name.c_str());
+  if (!fd) return;
+  auto parts = node->parts();
+  if (!parts->front().obj->named()) return;
+  PartList list = *parts;
+  list.front().obj = std::make_shared<ObjRef>(std::move(*fd));
+  std::lock_guard lock(node->mu_);
+  node->parts_ = std::make_shared<const PartList>(std::move(list));
+}
+
+void UnionFs::moved(Node* node, Node* new_parent, const std::string& new_name) {
+  // A non-directory's upper part is named by directory and name: point it at the new ones.
+  // (Directories hold descriptors, which follow the rename by themselves.)
+  auto parts = node->parts();
+  std::shared_ptr<const PartList> next;
+  if (!node->is_dir() && parts->front().obj->named() && is_upper(parts->front())) {
+    auto up = new_parent->parts();
+    if (is_upper(up->front())) {
+      PartList list = *parts;
+      list.front().obj = std::make_shared<ObjRef>(up->front().obj, new_name);
+      next = std::make_shared<const PartList>(std::move(list));
+    }
+  }
+  std::lock_guard lock(node->mu_);
+  if (next) node->parts_ = std::move(next);
+  node->parent_ = shared(new_parent);
+  node->name_ = new_name;
 }
 
 Status UnionFs::rename_nodes(Node* parent, const std::string& from, Node* src, Node* new_parent,
@@ -450,6 +489,7 @@ Status UnionFs::rename_nodes(Node* parent, const std::string& from, Node* src, N
   if (dst && dst->is_dir() && is_upper(dst->parts()->front())) {
     if (Status s = overlay::clear_whiteouts(dst->parts()->front().obj->fd.get()); !s) return s;
   }
+  if (dst && !dst->is_dir() && !(flags & RENAME_EXCHANGE)) pin(dst->parts()->front());
   auto dst_whiteout = overlay::has_whiteout(fd2, to);
   if (!dst_whiteout) return dst_whiteout.error();
   if (*dst_whiteout && !dst) {
@@ -484,7 +524,10 @@ Result<struct stat> UnionFs::setattr(Node* node, const SetAttr& a, int fd) {
   // Only a size change needs the data; the rest is a metadata-only copy-up.
   if (Status s = copy_up(node, (a.valid & SetAttr::kSize) != 0); !s) return s.error();
   auto obj = node->parts()->front().obj;
-  const int pfd = obj->fd.get();
+  PathFd path_fd(*obj);
+  // An open file whose last name went (fchmod after unlink) is reached through its descriptor.
+  if (!path_fd.ok() && !(path_fd.error().code == ENOENT && fd >= 0)) return path_fd.error();
+  const int pfd = path_fd.ok() ? path_fd.get() : fd;
   if (a.valid & (SetAttr::kUid | SetAttr::kGid)) {
     uid_t uid = static_cast<uid_t>(-1);
     gid_t gid = static_cast<gid_t>(-1);
@@ -532,7 +575,9 @@ Status UnionFs::setxattr(Node* node, const char* name, const void* value, size_t
   if (!config_.acl && (n == "system.posix_acl_access" || n == "system.posix_acl_default"))
     return Error{EOPNOTSUPP, "setxattr(noacl)"};
   if (Status s = copy_up(node, false); !s) return s;
-  return sys::fsetxattr(node->parts()->front().obj->fd.get(), name, value, size, flags);
+  PathFd fd(*node->parts()->front().obj);
+  if (!fd.ok()) return fd.error();
+  return sys::fsetxattr(fd.get(), name, value, size, flags);
 }
 
 Status UnionFs::removexattr(Node* node, const char* name) {
@@ -546,7 +591,9 @@ Status UnionFs::removexattr(Node* node, const char* name) {
   auto present = getxattr(node, name, &probe, 0);
   if (!present) return present.error();
   if (Status s = copy_up(node, false); !s) return s;
-  return sys::fremovexattr(node->parts()->front().obj->fd.get(), name);
+  PathFd fd(*node->parts()->front().obj);
+  if (!fd.ok()) return fd.error();
+  return sys::fremovexattr(fd.get(), name);
 }
 
 Status UnionFs::sync(Node* node, int fd, bool datasync) {

@@ -135,9 +135,12 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) no
   fuse_reply_none(req);
 }
 
-void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) noexcept {
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   UnionFs& fs = ufs(req);
-  auto st = fs.getattr(fs.node(ino));
+  Node* node = fs.node(ino);
+  // fstat: the open file stands in for a name that went (S_ISREG: only file handles here).
+  int fd = fi != nullptr && S_ISREG(node->type) ? file_handle(fi)->writable_fd() : -1;
+  auto st = fs.getattr(node, fd);
   if (!st) {
     fuse_reply_err(req, st.code());
     return;

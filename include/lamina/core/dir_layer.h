@@ -23,6 +23,7 @@ class DirLayer final : public Layer {
 
   Result<ObjRef> root() const override;
   Result<ObjRef> lookup(const ObjRef& dir, const char* name) const override;
+  Result<struct stat> stat_at(const ObjRef& dir, const char* name) const override;
   Result<bool> contains(const ObjRef& dir, const char* name) const override;
   Result<struct stat> stat(const ObjRef& obj) const override;
   Result<std::string> readlink(const ObjRef& obj) const override;

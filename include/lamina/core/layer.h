@@ -9,6 +9,7 @@
 #include <sys/statvfs.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -18,11 +19,48 @@
 
 namespace lamina::core {
 
-// A handle on one object inside one layer. Directory layers hold an O_PATH descriptor;
-// store layers will hold a manifest entry index.
+// A handle on one object inside one layer. In directory layers a directory holds an O_PATH
+// descriptor; a non-directory is named by its directory and name instead, so the daemon holds
+// one descriptor per cached directory rather than per cached file (a tree of 100,000 files
+// would otherwise exhaust RLIMIT_NOFILE). Store layers will use `entry`.
 struct ObjRef {
+  ObjRef() = default;
+  explicit ObjRef(UniqueFd f) : fd(std::move(f)) {}
+  ObjRef(std::shared_ptr<const ObjRef> d, std::string n) : dir(std::move(d)), name(std::move(n)) {}
+
   UniqueFd fd;
   uint64_t entry = 0;
+  std::shared_ptr<const ObjRef> dir;  // named form: the directory holding the object
+  std::string name;                   // and its name there
+
+  bool named() const { return !fd.valid() && dir != nullptr; }
+};
+
+// An O_PATH descriptor for an ObjRef for the moment: its own, or one opened (never
+// following a symlink) from its directory and name.
+class PathFd {
+ public:
+  explicit PathFd(const ObjRef& obj) {
+    if (!obj.named()) {
+      fd_ = obj.fd.get();
+      return;
+    }
+    auto r = sys::open_path(obj.dir->fd.get(), obj.name.c_str());
+    if (r) {
+      own_ = std::move(*r);
+      fd_ = own_.get();
+    } else {
+      err_ = r.code();
+    }
+  }
+  bool ok() const { return fd_ >= 0; }
+  int get() const { return fd_; }
+  Error error() const { return Error{err_, "openat(O_PATH)"}; }
+
+ private:
+  UniqueFd own_;
+  int fd_ = -1;
+  int err_ = EBADF;
 };
 
 class Layer {
@@ -38,6 +76,8 @@ class Layer {
   // One component, never "." or "..", never containing '/'. ENOENT when absent. Never
   // follows a symlink.
   virtual Result<ObjRef> lookup(const ObjRef& dir, const char* name) const = 0;
+  // stat of dir/name without opening it (never follows a symlink). ENOENT when absent.
+  virtual Result<struct stat> stat_at(const ObjRef& dir, const char* name) const = 0;
   // Cheap existence test of dir/name (no handle is opened).
   virtual Result<bool> contains(const ObjRef& dir, const char* name) const = 0;
   virtual Result<struct stat> stat(const ObjRef& obj) const = 0;

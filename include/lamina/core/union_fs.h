@@ -174,7 +174,8 @@ class UnionFs {
   void forget(Node* node, uint64_t n);
 
   // Attributes as the mount shows them (ino, nlink, owners mapped).
-  Result<struct stat> getattr(const Node* node) const;
+  // `fd`: an open descriptor of the node, if the kernel gave one (fstat).
+  Result<struct stat> getattr(const Node* node, int fd = -1) const;
   Result<std::string> readlink(const Node* node) const;
   // A descriptor for I/O. A write access copies the file up first (EROFS on a read-only
   // mount); O_TRUNC truncates.
@@ -268,6 +269,10 @@ class UnionFs {
   void mark_removed(const Part& part, nlink_t nlink);
   Result<std::string> lower_path(Node* dir);
   Status prepare_moved_dir(Node* dir, bool target_has_below);
+  // Gives the live node of an upper object named by `part` a descriptor before the name goes.
+  void pin(const Part& part);
+  // After a rename: the node now lives at new_parent/new_name.
+  void moved(Node* node, Node* new_parent, const std::string& new_name);
   Status rename_nodes(Node* parent, const std::string& from, Node* src, Node* new_parent,
                       const std::string& to, Node* dst, unsigned flags);
 

@@ -429,3 +429,26 @@ TEST_CASE("fuse-overlayfs's rootless opaque xattr is read and hidden", "[core][u
   REQUIRE(size.ok());
   CHECK(*size == 0);
 }
+
+TEST_CASE("regression: cached files hold no descriptor (RLIMIT_NOFILE)", "[core][union]") {
+  // The bench walked 30,000 files and the daemon ran out of descriptors: one per cached
+  // node. Only directories may hold one now.
+  TempDir tmp;
+  for (int i = 0; i < 3000; ++i) t::write_file(tmp / ("l1/d/f" + std::to_string(i)), "x");
+  t::write_file(tmp / "l0/d/top", "t");
+  auto count_fds = [] {
+    return std::distance(std::filesystem::directory_iterator("/proc/self/fd"),
+                         std::filesystem::directory_iterator());
+  };
+  auto fs = mount({tmp / "l0", tmp / "l1"});
+  Node* d = walk(*fs, "d");
+  REQUIRE(d != nullptr);
+  auto before = count_fds();
+  for (int i = 0; i < 3000; ++i) {
+    auto n = fs->lookup(d, "f" + std::to_string(i));
+    REQUIRE(n.ok());
+    REQUIRE(fs->getattr(*n).ok());
+  }
+  CHECK(count_fds() - before < 10);
+  CHECK(fs->node_count() >= 3000);
+}
