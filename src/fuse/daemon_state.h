@@ -3,12 +3,48 @@
 // What every FUSE op reaches through fuse_req_userdata(). Private to src/fuse.
 
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 
 #include "lamina/core/union_fs.h"
 
 namespace lamina::fuse {
 
+// Open file and directory handles, so the ones the kernel never released (a lazy unmount
+// with files still open) are freed when the daemon ends.
+class HandleRegistry {
+ public:
+  using Deleter = void (*)(void*);
+  HandleRegistry() = default;
+  HandleRegistry(const HandleRegistry&) = delete;
+  HandleRegistry& operator=(const HandleRegistry&) = delete;
+  ~HandleRegistry() {
+    for (auto& [p, del] : handles_) del(p);
+  }
+  void add(void* p, Deleter del) {
+    std::lock_guard lock(mu_);
+    handles_.emplace(p, del);
+  }
+  // Forgets and frees p.
+  void release(void* p) {
+    Deleter del = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      auto it = handles_.find(p);
+      if (it == handles_.end()) return;
+      del = it->second;
+      handles_.erase(it);
+    }
+    del(p);
+  }
+
+ private:
+  std::mutex mu_;  // guards handles_ (leaf)
+  std::unordered_map<void*, Deleter> handles_;
+};
+
 struct DaemonState {
+  HandleRegistry handles;  // destroyed after fs (declared first): handles point at nodes
   std::unique_ptr<core::UnionFs> fs;
   double timeout = 1.0;  // entry and attribute cache timeout, seconds
   bool acl = true;       // ask the kernel for POSIX ACL handling

@@ -165,10 +165,12 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     fuse_reply_err(req, entries.code());
     return;
   }
-  auto h = std::make_unique<DirHandle>();
+  auto* h = new DirHandle();
   h->entries = std::move(*entries);
-  fi->fh = reinterpret_cast<uint64_t>(h.get());
-  if (fuse_reply_open(req, fi) == 0) static_cast<void>(h.release());  // owned by fi->fh now
+  // Registered before the reply: RELEASEDIR may come as soon as it is out.
+  state(req).handles.add(h, [](void* p) { delete static_cast<DirHandle*>(p); });
+  fi->fh = reinterpret_cast<uint64_t>(h);
+  if (fuse_reply_open(req, fi) != 0) state(req).handles.release(h);
 }
 
 void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
@@ -242,7 +244,7 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }
 
 void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) noexcept {
-  delete dir_handle(fi);
+  state(req).handles.release(dir_handle(fi));
   fuse_reply_err(req, 0);
 }
 
@@ -255,12 +257,13 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     return;
   }
   const bool lower = fs.immutable_data(node);
-  auto h = std::make_unique<FileHandle>(std::move(*fd), node, lower);
-  fi->fh = reinterpret_cast<uint64_t>(h.get());
+  auto* h = new FileHandle(std::move(*fd), node, lower);
+  state(req).handles.add(h, [](void* p) { delete static_cast<FileHandle*>(p); });
+  fi->fh = reinterpret_cast<uint64_t>(h);
   // Lower layers never change, so the kernel may keep their pages across opens.
   fi->keep_cache = lower ? 1 : 0;
   fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY ? 1 : 0;
-  if (fuse_reply_open(req, fi) == 0) static_cast<void>(h.release());  // owned by fi->fh now
+  if (fuse_reply_open(req, fi) != 0) state(req).handles.release(h);
 }
 
 int io_fd(fuse_req_t req, fuse_file_info* fi) { return file_handle(fi)->fd(ufs(req)); }
@@ -341,10 +344,11 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   }
   fuse_entry_param e;
   fill_entry(req, node, *st, &e);
-  auto h = std::make_unique<FileHandle>(std::move(fd), node, false);
-  fi->fh = reinterpret_cast<uint64_t>(h.get());
+  auto* h = new FileHandle(std::move(fd), node, false);
+  state(req).handles.add(h, [](void* p) { delete static_cast<FileHandle*>(p); });
+  fi->fh = reinterpret_cast<uint64_t>(h);
   fi->keep_cache = 0;
-  if (fuse_reply_create(req, &e, fi) == 0) static_cast<void>(h.release());  // owned by fi->fh
+  if (fuse_reply_create(req, &e, fi) != 0) state(req).handles.release(h);
 }
 
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
@@ -446,7 +450,7 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
 }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) noexcept {
-  delete file_handle(fi);
+  state(req).handles.release(file_handle(fi));
   fuse_reply_err(req, 0);
 }
 
