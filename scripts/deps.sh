@@ -18,6 +18,8 @@ PACKAGES=(
   fuse3             # fusermount3, /etc/fuse.conf
   attr              # setfattr/getfattr: overlay xattrs in test layers and the demo
   busybox-static    # the demo's bottom layer (a static /bin/busybox)
+  fuse-overlayfs    # interop test: laminafs reads the uppers it writes
+  git               # write tests: a real workload (git init/add/commit) inside the mount
   # lint
   clang-format clang-tidy
 )
