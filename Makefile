@@ -15,6 +15,10 @@ ASAN_BUILD_TYPE ?= Debug
 CMAKE_ARGS      ?=
 JOBS            ?=
 
+# The benchmark driver needs Debian's python3 (python3-matplotlib for the plots), not a
+# python3 that a version manager put first on PATH.
+PYTHON         ?= $(if $(wildcard /usr/bin/python3),/usr/bin/python3,python3)
+
 CMAKE          ?= cmake
 CTEST          ?= ctest
 CLANG_FORMAT   ?= clang-format
@@ -34,7 +38,8 @@ LINT_DIRS := $(wildcard src include tools tests bench)
 TIDY_DIRS  := src tools
 TIDY_REGEX := $(abspath .)/(src|tools)/.*\.cc$$
 
-.PHONY: all deps configure build test asan build-asan test-asan example lint format tidy clean help
+.PHONY: all deps configure build test asan build-asan test-asan example lint format tidy clean help \
+  bench bench-quick
 
 all: build
 
@@ -46,6 +51,10 @@ help:
 	@echo "make example     build, then run examples/demo.sh (needs root and /dev/fuse)"
 	@echo "make lint        clang-format check (no changes made); 'make format' rewrites"
 	@echo "make tidy        clang-tidy on src/ and tools/"
+	@echo "make bench       build, then benchmark every configuration (~12 min, root): writes"
+	@echo "                 docs/benchmarks.md and docs/bench/*.png"
+	@echo "make bench-quick the same at small sizes, one run (smoke test, < 1 min); report in"
+	@echo "                 $(BUILD_DIR)/bench-quick/"
 	@echo "make clean       remove $(BUILD_DIR)/ and $(ASAN_BUILD_DIR)/"
 
 deps:
@@ -93,6 +102,17 @@ tidy: configure
 	else \
 	  find $(TIDY_DIRS) -name '*.cc' -print0 | xargs -0 -r $(CLANG_TIDY) --quiet -p $(BUILD_DIR); \
 	fi
+
+# Benchmarks (bench/README.md): need root, /dev/fuse, kernel overlayfs; fuse-overlayfs and
+# mkfs.xfs are used when installed. BENCH_ARGS passes options to bench/run_bench.py.
+BENCH_ARGS ?=
+
+bench: build
+	$(PYTHON) bench/run_bench.py --build-dir $(BUILD_DIR) $(BENCH_ARGS)
+
+bench-quick: build
+	$(PYTHON) bench/run_bench.py --quick --build-dir $(BUILD_DIR) \
+	  --out $(BUILD_DIR)/bench-quick/benchmarks.md --plots $(BUILD_DIR)/bench-quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR)

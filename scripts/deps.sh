@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# The one list of Debian 12 packages lamina needs to build, test, lint and run the demo.
+# The one list of Debian 12 packages lamina needs to build, test, lint, run the demo and
+# the benchmarks.
 # Used by `make deps` and by .ci/run.
 #
 #   scripts/deps.sh           install whatever is missing (as root; apt only if needed)
@@ -22,6 +23,9 @@ PACKAGES=(
   git               # write tests: a real workload (git init/add/commit) inside the mount
   # lint
   clang-format clang-tidy
+  # benchmarks (make bench, make bench-quick)
+  python3 python3-matplotlib   # bench/run_bench.py and its PNG plots
+  xfsprogs                     # mkfs.xfs: the reflink (FICLONE) copy-up curve on an XFS image
 )
 
 missing_packages() {

@@ -165,7 +165,7 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     fuse_reply_err(req, entries.code());
     return;
   }
-  auto* h = new DirHandle();
+  DirHandle* h = std::make_unique<DirHandle>().release();
   h->entries = std::move(*entries);
   // Registered before the reply: RELEASEDIR may come as soon as it is out.
   state(req).handles.add(h, [](void* p) { delete static_cast<DirHandle*>(p); });
@@ -257,7 +257,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     return;
   }
   const bool lower = fs.immutable_data(node);
-  auto* h = new FileHandle(std::move(*fd), node, lower);
+  FileHandle* h = std::make_unique<FileHandle>(std::move(*fd), node, lower).release();
   state(req).handles.add(h, [](void* p) { delete static_cast<FileHandle*>(p); });
   fi->fh = reinterpret_cast<uint64_t>(h);
   // Lower layers never change, so the kernel may keep their pages across opens.
@@ -344,7 +344,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   }
   fuse_entry_param e;
   fill_entry(req, node, *st, &e);
-  auto* h = new FileHandle(std::move(fd), node, false);
+  FileHandle* h = std::make_unique<FileHandle>(std::move(fd), node, false).release();
   state(req).handles.add(h, [](void* p) { delete static_cast<FileHandle*>(p); });
   fi->fh = reinterpret_cast<uint64_t>(h);
   fi->keep_cache = 0;
