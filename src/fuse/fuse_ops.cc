@@ -98,6 +98,24 @@ void op_init(void* userdata, fuse_conn_info* conn) noexcept {
   conn->want &= ~FUSE_CAP_EXPORT_SUPPORT;
 }
 
+// Replies with the entry of a node that comes with one lookup counted (dropped on failure).
+void reply_new_node(fuse_req_t req, Result<Node*> node) {
+  if (!node) {
+    fuse_reply_err(req, node.code());
+    return;
+  }
+  UnionFs& fs = ufs(req);
+  auto st = fs.getattr(*node);
+  if (!st) {
+    fs.forget(*node, 1);
+    fuse_reply_err(req, st.code());
+    return;
+  }
+  fuse_entry_param e;
+  fill_entry(req, *node, *st, &e);
+  fuse_reply_entry(req, &e);
+}
+
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
   UnionFs& fs = ufs(req);
   auto node = fs.lookup(fs.node(parent), name);
@@ -109,18 +127,8 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
       fuse_reply_entry(req, &e);
       return;
     }
-    fuse_reply_err(req, node.code());
-    return;
   }
-  auto st = fs.getattr(*node);
-  if (!st) {
-    fs.forget(*node, 1);
-    fuse_reply_err(req, st.code());
-    return;
-  }
-  fuse_entry_param e;
-  fill_entry(req, *node, *st, &e);
-  fuse_reply_entry(req, &e);
+  reply_new_node(req, node);
 }
 
 void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) noexcept {
@@ -271,23 +279,6 @@ int io_fd(fuse_req_t req, fuse_file_info* fi) { return file_handle(fi)->fd(ufs(r
 Caller caller_of(fuse_req_t req) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
   return Caller{ctx->uid, ctx->gid, 0};
-}
-
-void reply_new_node(fuse_req_t req, Result<Node*> node) {
-  if (!node) {
-    fuse_reply_err(req, node.code());
-    return;
-  }
-  UnionFs& fs = ufs(req);
-  auto st = fs.getattr(*node);
-  if (!st) {
-    fs.forget(*node, 1);
-    fuse_reply_err(req, st.code());
-    return;
-  }
-  fuse_entry_param e;
-  fill_entry(req, *node, *st, &e);
-  fuse_reply_entry(req, &e);
 }
 
 void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
