@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <string>
 
 #include "integration/mount_helpers.h"
@@ -62,15 +63,24 @@ TEST_CASE("rootless: an unprivileged user mounts and writes user.overlay.* forms
   }
   DevFuseOpen dev;
   const std::string u = std::to_string(kUser);
+  // The build may sit where the user cannot reach it (a clone under /root): run a copy.
+  const std::string bin = tmp.sub("laminafs");
+  {
+    std::ifstream in(laminafs_bin(), std::ios::binary);
+    std::ofstream out(bin, std::ios::binary);
+    out << in.rdbuf();
+    REQUIRE(out.good());
+  }
+  REQUIRE(::chmod(bin.c_str(), 0755) == 0);
   // Everything as the user: FUSE lets only the mounting user into the mount.
-  std::string script = "set -e; cd '" + tmp.path() + "'; '" + laminafs_bin() +
+  std::string script = "set -e; cd '" + tmp.path() + "'; '" + bin +
                        "' -o lowerdir=lower,upperdir=upper,workdir=work mnt; "
                        "rm mnt/gone; rm -r mnt/d; mkdir mnt/d; echo new > mnt/d/n; "
                        "mv mnt/e mnt/e2; echo hi > mnt/f; "
                        "test ! -e mnt/gone; test \"$(ls mnt/d)\" = n; test -f mnt/e2/keep; "
                        "fusermount3 -u mnt; "
                        "'" +
-                       laminafs_bin() +
+                       bin +
                        "' -o lowerdir=lower,upperdir=upper,workdir=work mnt; "
                        "test ! -e mnt/gone; test \"$(ls mnt/d)\" = n; test -f mnt/e2/keep; "
                        "test \"$(cat mnt/f)\" = hi; fusermount3 -u mnt";
