@@ -15,6 +15,7 @@
 #include "lamina/base/sys.h"
 #include "lamina/core/dir_layer.h"
 #include "lamina/core/union_fs.h"
+#include "union_fixture.h"
 
 using lamina::core::Caller;
 using lamina::core::DirLayer;
@@ -27,22 +28,7 @@ namespace t = lamina::test;
 
 namespace {
 
-std::unique_ptr<UnionFs> make_union(const TempDir& tmp) {
-  t::make_dir(tmp / "upper");
-  t::make_dir(tmp / "work");
-  std::vector<std::unique_ptr<Layer>> layers;
-  layers.push_back(std::move(*DirLayer::open(tmp / "upper")));
-  layers.push_back(std::move(*DirLayer::open(tmp / "lower")));
-  UnionConfig cfg;
-  cfg.has_upper = true;
-  cfg.read_only = false;
-  cfg.fsync = false;
-  auto work = lamina::sys::open_path(AT_FDCWD, (tmp / "work").c_str());
-  REQUIRE(work.ok());
-  auto fs = UnionFs::create(std::move(layers), cfg, std::move(*work));
-  REQUIRE(fs.ok());
-  return std::move(*fs);
-}
+std::unique_ptr<UnionFs> make_union(const TempDir& tmp) { return t::make_writable_union(tmp); }
 
 }  // namespace
 

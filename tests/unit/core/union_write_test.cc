@@ -14,6 +14,7 @@
 #include "lamina/base/sys.h"
 #include "lamina/core/dir_layer.h"
 #include "lamina/core/union_fs.h"
+#include "union_fixture.h"
 
 using lamina::core::Caller;
 using lamina::core::DirLayer;
@@ -34,28 +35,7 @@ struct Stack {
   std::string upper() const { return tmp / "upper"; }
   std::string lower() const { return tmp / "lower"; }
 
-  void mount() {
-    t::make_dir(upper());
-    t::make_dir(lower());
-    t::make_dir(tmp / "work");
-    std::vector<std::unique_ptr<Layer>> layers;
-    layers.push_back(std::move(*DirLayer::open(upper())));
-    layers.push_back(std::move(*DirLayer::open(lower())));
-    UnionConfig cfg;
-    cfg.has_upper = true;
-    cfg.read_only = false;
-    cfg.fsync = false;
-    auto work = lamina::sys::open_path(AT_FDCWD, (tmp / "work").c_str());
-    REQUIRE(work.ok());
-    auto made = UnionFs::create(std::move(layers), cfg, std::move(*work));
-    REQUIRE(made.ok());
-    fs = std::move(*made);
-    fs->set_upper_format(true, true);
-    t::make_dir(tmp / "index");
-    auto index = lamina::sys::open_path(AT_FDCWD, (tmp / "index").c_str());
-    REQUIRE(index.ok());
-    fs->set_index_dir(std::move(*index));
-  }
+  void mount() { fs = t::make_writable_union(tmp); }
 
   Node* walk(const std::string& path) {
     Node* n = fs->root();
