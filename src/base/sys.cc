@@ -2,6 +2,7 @@
 #include "lamina/base/sys.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -234,6 +235,63 @@ Status fsync(int fd) {
 
 Status fdatasync(int fd) {
   if (retry([&] { return ::fdatasync(fd); }) < 0) return errno_error("fdatasync");
+  return {};
+}
+
+Status syncfs(int fd) {
+  if (retry([&] { return ::syncfs(fd); }) < 0) return errno_error("syncfs");
+  return {};
+}
+
+Status flock(int fd, int operation) {
+  if (retry([&] { return ::flock(fd, operation); }) < 0) return errno_error("flock");
+  return {};
+}
+
+Result<size_t> pread_full(int fd, void* buf, size_t size, off_t offset) {
+  size_t done = 0;
+  auto* p = static_cast<char*>(buf);
+  while (done < size) {
+    ssize_t n = retry([&] { return ::pread(fd, p + done, size - done, offset + done); });
+    if (n < 0) return errno_error("pread");
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return done;
+}
+
+Status pwrite_full(int fd, const void* buf, size_t size, off_t offset) {
+  size_t done = 0;
+  const auto* p = static_cast<const char*>(buf);
+  while (done < size) {
+    ssize_t n = retry([&] { return ::pwrite(fd, p + done, size - done, offset + done); });
+    if (n < 0) return errno_error("pwrite");
+    done += static_cast<size_t>(n);
+  }
+  return {};
+}
+
+Result<std::string> read_file(int dirfd, const char* name) {
+  auto fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW);
+  if (!fd) return fd.error();
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    auto n = pread_full(fd->get(), buf, sizeof buf, static_cast<off_t>(out.size()));
+    if (!n) return n.error();
+    out.append(buf, *n);
+    if (*n < sizeof buf) break;
+  }
+  return out;
+}
+
+Status write_all(int fd, std::string_view data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = retry([&] { return ::write(fd, data.data() + done, data.size() - done); });
+    if (n < 0) return errno_error("write");
+    done += static_cast<size_t>(n);
+  }
   return {};
 }
 

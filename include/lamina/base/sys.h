@@ -63,6 +63,17 @@ Status fremovexattr(int fd, const char* name);
 Status fsync(int fd);
 Status fdatasync(int fd);
 Status ftruncate(int fd, off_t length);
+// Flushes the whole filesystem that fd lives on (one call instead of an fsync per file).
+Status syncfs(int fd);
+// flock(2); EWOULDBLOCK with LOCK_NB when another holder conflicts.
+Status flock(int fd, int operation);
+// Reads up to size bytes at offset (short only at end of file); returns the count.
+Result<size_t> pread_full(int fd, void* buf, size_t size, off_t offset);
+// Writes all of buf at offset.
+Status pwrite_full(int fd, const void* buf, size_t size, off_t offset);
+// Reads a whole (small) file dirfd/name; writes a new file's contents.
+Result<std::string> read_file(int dirfd, const char* name);
+Status write_all(int fd, std::string_view data);
 Status fallocate(int fd, int mode, off_t offset, off_t length);
 Result<off_t> lseek(int fd, off_t offset, int whence);
 Result<size_t> copy_file_range(int in, off_t* in_off, int out, off_t* out_off, size_t len,
