@@ -2,8 +2,8 @@
 #include "lamina/base/sys.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <linux/fs.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>

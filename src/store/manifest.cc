@@ -89,10 +89,16 @@ bool has_metadata(EntryKind k) { return k != EntryKind::kHardlink && k != EntryK
 
 bool valid_kind(char c) {
   switch (c) {
-    case 'd': case 'f': case 'l': case 'h': case 'c': case 'b': case 'p': case 's': case 'w':
-      return true;
-    default:
-      return false;
+    case 'd':
+    case 'f':
+    case 'l':
+    case 'h':
+    case 'c':
+    case 'b':
+    case 'p':
+    case 's':
+    case 'w': return true;
+    default: return false;
   }
 }
 
@@ -213,8 +219,7 @@ bool parse_line(std::string_view line, Entry* e, std::string* why) {
       next = 7;
       break;
     }
-    default:
-      break;
+    default: break;
   }
   if (e->kind == EntryKind::kDir && next < f.size() && f[next] == "opaque") {
     e->opaque = true;
@@ -235,9 +240,11 @@ mode_t Entry::st_mode() const {
   mode_t type = 0;
   switch (kind) {
     case EntryKind::kDir: type = S_IFDIR; break;
-    case EntryKind::kFile: case EntryKind::kHardlink: type = S_IFREG; break;
+    case EntryKind::kFile:
+    case EntryKind::kHardlink: type = S_IFREG; break;
     case EntryKind::kSymlink: type = S_IFLNK; break;
-    case EntryKind::kChar: case EntryKind::kWhiteout: type = S_IFCHR; break;
+    case EntryKind::kChar:
+    case EntryKind::kWhiteout: type = S_IFCHR; break;
     case EntryKind::kBlock: type = S_IFBLK; break;
     case EntryKind::kFifo: type = S_IFIFO; break;
     case EntryKind::kSocket: type = S_IFSOCK; break;
@@ -250,7 +257,7 @@ bool path_less(std::string_view a, std::string_view b) {
   for (size_t i = 0; i < n; ++i) {
     unsigned char x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
     if (x == y) continue;
-    if (x == '/') return true;   // '/' sorts before every byte a name can hold
+    if (x == '/') return true;  // '/' sorts before every byte a name can hold
     if (y == '/') return false;
     return x < y;
   }
@@ -353,8 +360,8 @@ std::string encode(const Manifest& m) {
       out.push_back('\n');
       continue;
     }
-    std::snprintf(buf, sizeof buf, " %04o %" PRIu32 " %" PRIu32 " %" PRId64 ".%09" PRIu32,
-                  e.mode, e.uid, e.gid, e.mtime_sec, e.mtime_nsec);
+    std::snprintf(buf, sizeof buf, " %04o %" PRIu32 " %" PRIu32 " %" PRId64 ".%09" PRIu32, e.mode,
+                  e.uid, e.gid, e.mtime_sec, e.mtime_nsec);
     out += buf;
     switch (e.kind) {
       case EntryKind::kFile:
@@ -371,8 +378,7 @@ std::string encode(const Manifest& m) {
         std::snprintf(buf, sizeof buf, " %" PRIu32 ":%" PRIu32, e.rdev_major, e.rdev_minor);
         out += buf;
         break;
-      default:
-        break;
+      default: break;
     }
     if (e.opaque) out += " opaque";
     for (const auto& [name, value] : e.xattrs) {
@@ -397,8 +403,8 @@ bool decode(std::string_view bytes, Manifest* m, std::string* error) {
   if (!parse_int(bytes.substr(kHeader.size(), nl - kHeader.size()), &version) ||
       version != kManifestVersion) {
     *error = "manifest version '" + std::string(bytes.substr(kHeader.size(), nl - kHeader.size())) +
-             "' is not supported (this lamina reads version " +
-             std::to_string(kManifestVersion) + ")";
+             "' is not supported (this lamina reads version " + std::to_string(kManifestVersion) +
+             ")";
     return false;
   }
   if (bytes.back() != '\n') {

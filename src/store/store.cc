@@ -15,8 +15,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -216,7 +216,8 @@ std::unique_ptr<Store> Store::open(const std::string& root, bool create, std::st
   st->root_fd_ = std::move(*fd);
   auto meta = sys::read_file(st->root_fd(), kStoreJson);
   if (!meta) {
-    if (meta.code() != ENOENT) return fail(std::string("store.json: ") + std::strerror(meta.code()));
+    if (meta.code() != ENOENT)
+      return fail(std::string("store.json: ") + std::strerror(meta.code()));
     // A new store: only in an empty directory (never scribble over someone's data).
     bool empty = true;
     (void)sys::read_dir(st->root_fd(), [&](std::string_view name, unsigned char, ino_t) {
@@ -240,8 +241,8 @@ std::unique_ptr<Store> Store::open(const std::string& root, bool create, std::st
     if (!tmp) return fail(std::strerror(tmp.code()));
     auto name = write_temp(tmp->get(), "store-json", j.dump(2) + "\n", 0644);
     if (!name) return fail(name.error().message());
-    Status s = sys::renameat2(tmp->get(), name->c_str(), st->root_fd(), kStoreJson,
-                              RENAME_NOREPLACE);
+    Status s =
+        sys::renameat2(tmp->get(), name->c_str(), st->root_fd(), kStoreJson, RENAME_NOREPLACE);
     if (!s && s.code() != EEXIST) return fail("cannot write store.json: " + s.error().message());
     if (!s) (void)sys::unlinkat(tmp->get(), name->c_str(), 0);
     (void)sys::fsync(dir->get());
@@ -329,8 +330,7 @@ Result<PutResult> Store::put_object(int src_fd) {
   if (!hash) ok = hash.error();
   auto after = sys::fstat(src_fd);
   if (ok && !after) ok = after.error();
-  if (ok && (after->st_size != before->st_size ||
-             after->st_mtim.tv_sec != before->st_mtim.tv_sec ||
+  if (ok && (after->st_size != before->st_size || after->st_mtim.tv_sec != before->st_mtim.tv_sec ||
              after->st_mtim.tv_nsec != before->st_mtim.tv_nsec ||
              after->st_ctim.tv_sec != before->st_ctim.tv_sec ||
              after->st_ctim.tv_nsec != before->st_ctim.tv_nsec)) {
@@ -360,8 +360,8 @@ Result<PutResult> Store::put_bytes(std::string_view bytes) {
   return r;
 }
 
-Result<PutResult> Store::link_object(int tmp_fd, const std::string& tmp_name,
-                                     const Hash128& hash, uint64_t size) {
+Result<PutResult> Store::link_object(int tmp_fd, const std::string& tmp_name, const Hash128& hash,
+                                     uint64_t size) {
   const std::string hex = hash.hex();
   const std::string fan = hex.substr(0, 2);
   if (Status s = mkdir_ok(objects_fd(), fan.c_str(), 0755); !s) return s.error();
@@ -371,10 +371,10 @@ Result<PutResult> Store::link_object(int tmp_fd, const std::string& tmp_name,
   for (unsigned n = 0;; ++n) {
     std::string name = n == 0 ? hex : hex + "-" + std::to_string(n);
     std::string rest = name.substr(2);
-    Status s = tmp_name.empty()
-                   ? sys::linkat(AT_FDCWD, proc.c_str(), dir->get(), rest.c_str(),
-                                 AT_SYMLINK_FOLLOW)
-                   : sys::linkat(this->tmp_fd(), tmp_name.c_str(), dir->get(), rest.c_str(), 0);
+    Status s =
+        tmp_name.empty()
+            ? sys::linkat(AT_FDCWD, proc.c_str(), dir->get(), rest.c_str(), AT_SYMLINK_FOLLOW)
+            : sys::linkat(this->tmp_fd(), tmp_name.c_str(), dir->get(), rest.c_str(), 0);
     if (s) return PutResult{name, size, true};
     if (s.code() != EEXIST) return s.error();
     // The name is taken: the same bytes, or (rarely) a collision of the hash.
@@ -478,8 +478,8 @@ Result<std::string> Store::publish_layer(const Manifest& manifest, LayerInfo inf
     cleanup();
     return s.error();
   }
-  Status s = sys::renameat2(tmp_fd(), dir_name.c_str(), layers_fd_.get(), id.c_str(),
-                            RENAME_NOREPLACE);
+  Status s =
+      sys::renameat2(tmp_fd(), dir_name.c_str(), layers_fd_.get(), id.c_str(), RENAME_NOREPLACE);
   if (!s) {
     cleanup();
     if (s.code() == EEXIST || s.code() == ENOTEMPTY) return same_as_stored();
@@ -492,8 +492,8 @@ Result<std::string> Store::publish_layer(const Manifest& manifest, LayerInfo inf
 
 Result<std::string> Store::read_manifest_bytes(std::string_view id) const {
   if (!valid_layer_id(id)) return Error{EINVAL, "layer id"};
-  auto dir = sys::openat(layers_fd_.get(), std::string(id).c_str(),
-                         O_PATH | O_DIRECTORY | O_NOFOLLOW);
+  auto dir =
+      sys::openat(layers_fd_.get(), std::string(id).c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
   if (!dir) return dir.error();
   return sys::read_file(dir->get(), "manifest");
 }
@@ -558,8 +558,8 @@ Status Store::remove_layer(std::string_view id) {
   if (!valid_layer_id(id)) return Error{EINVAL, "layer id"};
   // Moved out of layers/ first (atomic), then emptied: a crash leaves junk in tmp/ only.
   const std::string junk = temp_name("dead-layer");
-  if (Status s = sys::renameat2(layers_fd_.get(), std::string(id).c_str(), tmp_fd(),
-                                junk.c_str(), RENAME_NOREPLACE);
+  if (Status s = sys::renameat2(layers_fd_.get(), std::string(id).c_str(), tmp_fd(), junk.c_str(),
+                                RENAME_NOREPLACE);
       !s) {
     return s;
   }

@@ -34,10 +34,10 @@ std::unique_ptr<store::Store> open_store(const Globals& g, bool create);
 // The command to run once parsing is done (set by the subcommand's callback).
 using Action = std::function<int()>;
 
-void add_commit(CLI::App& app, Globals& g, Action& action);     // cmd_commit.cc: commit, diff
-void add_images(CLI::App& app, Globals& g, Action& action);     // cmd_images.cc: images, layers,
-                                                                // inspect, tag, rm
-void add_mount(CLI::App& app, Globals& g, Action& action);      // cmd_mount.cc: mount
+void add_commit(CLI::App& app, Globals& g, Action& action);       // cmd_commit.cc: commit, diff
+void add_images(CLI::App& app, Globals& g, Action& action);       // cmd_images.cc: images, layers,
+                                                                  // inspect, tag, rm
+void add_mount(CLI::App& app, Globals& g, Action& action);        // cmd_mount.cc: mount
 void add_maintenance(CLI::App& app, Globals& g, Action& action);  // cmd_maint.cc: gc, fsck
 
 // "1.5 GiB" style sizes for people.

@@ -11,8 +11,8 @@ namespace lamina::tool {
 
 std::unique_ptr<store::Store> open_store(const Globals& g, bool create) {
   std::string error;
-  auto st = store::Store::open(g.root.empty() ? store::Store::default_root() : g.root, create,
-                               &error);
+  auto st =
+      store::Store::open(g.root.empty() ? store::Store::default_root() : g.root, create, &error);
   if (!st) throw Failure(error);
   return st;
 }
@@ -40,8 +40,9 @@ int main(int argc, char** argv) {
   using namespace lamina::tool;
   lamina::log::set_program("lamina");
   lamina::log::set_level(lamina::log::Level::kWarn);
-  CLI::App app{"lamina: commit container changes into a content-addressed layer store, and mount "
-               "images from it"};
+  CLI::App app{
+      "lamina: commit container changes into a content-addressed layer store, and mount "
+      "images from it"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("lamina version ") + LAMINA_VERSION);
   Globals g;

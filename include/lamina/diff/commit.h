@@ -27,9 +27,9 @@ struct CommitResult {
   uint64_t entries = 0;
   uint64_t files = 0;
   uint64_t whiteouts = 0;
-  uint64_t content_bytes = 0;   // bytes of every file of the layer
-  uint64_t objects_added = 0;   // new objects (the rest were already stored)
-  uint64_t bytes_added = 0;     // their bytes
+  uint64_t content_bytes = 0;  // bytes of every file of the layer
+  uint64_t objects_added = 0;  // new objects (the rest were already stored)
+  uint64_t bytes_added = 0;    // their bytes
 };
 
 // REQUIRES: the caller holds the store's shared lock. On failure returns false and *error

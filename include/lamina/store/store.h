@@ -49,13 +49,13 @@ class StoreLock {
 
 struct LayerInfo {
   std::string id;
-  std::string created;          // RFC 3339, UTC
-  uint64_t entries = 0;         // manifest entries
-  uint64_t files = 0;           // regular files (hard links not counted)
+  std::string created;   // RFC 3339, UTC
+  uint64_t entries = 0;  // manifest entries
+  uint64_t files = 0;    // regular files (hard links not counted)
   uint64_t whiteouts = 0;
-  uint64_t content_bytes = 0;   // sum of the file sizes
+  uint64_t content_bytes = 0;  // sum of the file sizes
   uint64_t manifest_bytes = 0;
-  std::string comment;          // free text (e.g. "commit of /path/to/upper")
+  std::string comment;  // free text (e.g. "commit of /path/to/upper")
 };
 
 struct Image {
@@ -67,7 +67,7 @@ struct Image {
 
 // What put_object did.
 struct PutResult {
-  std::string name;    // the object's name (its hash, or hash-N after a collision)
+  std::string name;  // the object's name (its hash, or hash-N after a collision)
   uint64_t size = 0;
   bool added = false;  // false: an identical object was already stored
 };
