@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# A guided tour of laminafs: build a three-layer root filesystem the way container tools
+# A guided tour of lamina: build a three-layer root filesystem the way container tools
 # write image layers, mount the layers read-only as one merged tree, look around, and run a
-# shell inside it with chroot. Cleans up after itself (unmount, remove the temp dir).
+# shell inside it with chroot; then let a "container" write through an upper dir, commit the
+# layers and the upper into lamina's store, and mount the committed image from the store.
+# Cleans up after itself (unmount, remove the temp dir).
 #
 #   examples/demo.sh                     as root, with /dev/fuse and busybox-static installed
-#   LAMINAFS=/path/to/laminafs examples/demo.sh
+#   LAMINAFS=/path/to/laminafs examples/demo.sh   (LAMINA=/path/to/lamina for the tool)
 #   KEEP=1 examples/demo.sh              keep the temp dir (the layers) for a closer look
 #
 # Exits non-zero when a step fails or the merged view is not what overlayfs would show.
@@ -72,6 +74,8 @@ if [[ -z "${LAMINAFS:-}" ]]; then
   fi
 fi
 [[ -x "$LAMINAFS" ]] || die "LAMINAFS=$LAMINAFS is not an executable"
+LAMINA=${LAMINA:-$(dirname "$LAMINAFS")/lamina}
+[[ -x "$LAMINA" ]] || die "no lamina tool next to $LAMINAFS: run 'make build' first, or set LAMINA"
 [[ $(id -u) -eq 0 ]] || die "run as root: the demo uses mknod (whiteouts), trusted.* xattrs and chroot"
 [[ -c /dev/fuse ]] || die "/dev/fuse is missing (modprobe fuse, or give the container --device /dev/fuse)"
 BUSYBOX=${BUSYBOX:-/bin/busybox}
@@ -306,6 +310,33 @@ if mount -t overlay overlay \
 else
   say "(kernel overlayfs is not available here: comparison skipped)"
 fi
+
+# --- the store: commit what the container wrote as a new image layer -----------------------
+
+step "bring the three layer dirs into lamina's store as an image (each one a layer on the last)"
+store=store
+run "$LAMINA" --root $store commit -q --upper $L0 --tag demo/base:0
+run "$LAMINA" --root $store commit -q --upper $L1 --image demo/base:0 --tag demo/base:1
+run "$LAMINA" --root $store commit -q --upper $L2 --image demo/base:1 --tag demo/base
+run "$LAMINA" --root $store images
+
+step "what the container changed, like 'docker diff' (A added, C changed, D deleted)"
+run "$LAMINA" --root $store diff --upper upper --image demo/base
+
+step "commit the container's upper as a new layer on top of the image"
+run "$LAMINA" --root $store commit --upper upper --image demo/base --tag demo/app
+run "$LAMINA" --root $store layers
+
+step "mount the committed image straight from the store (nothing is extracted) and compare"
+run "$LAMINA" --root $store mount demo/app "$mnt"
+is_mounted "$work/$mnt" || die "$mnt is not a mount point after lamina mount returned"
+(cd "$mnt" && find . -printf '%p %y %m %s %U:%G\n' | sort) >image.txt
+run fusermount3 -u "$mnt"
+run "$LAMINAFS" -o lowerdir=$L2:$L1:$L0,upperdir=upper,workdir=work "$mnt"
+(cd "$mnt" && find . -printf '%p %y %m %s %U:%G\n' | sort) >container.txt
+run fusermount3 -u "$mnt"
+expect "the committed image shows exactly what the container saw" cmp -s container.txt image.txt
+run "$LAMINA" --root $store fsck
 
 # --- done ---------------------------------------------------------------------------------
 echo

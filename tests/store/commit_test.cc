@@ -21,8 +21,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 
@@ -156,14 +156,15 @@ void commit_ok(const std::string& root, const std::vector<std::string>& args) {
   REQUIRE(r.succeeded());
 }
 
-void lockstep(const std::vector<wt::Step>& steps, const std::string& plain,
-              const std::string& mnt, const char* round) {
+void lockstep(const std::vector<wt::Step>& steps, const std::string& plain, const std::string& mnt,
+              const char* round) {
   wt::Ctx p(plain, "plain");
   wt::Ctx m(mnt, "lamina mount");
   auto reports = wt::run_lockstep(steps, p, m);
   p.close_all();
   m.close_all();
-  if (!reports.empty()) FAIL_CHECK(round << ": steps differ from the plain dir:\n" << joined(reports));
+  if (!reports.empty())
+    FAIL_CHECK(round << ": steps differ from the plain dir:\n" << joined(reports));
 }
 
 TEST_CASE("round trip: mount, change everything, commit, mount the new image, twice", "[store]") {
@@ -264,8 +265,10 @@ TEST_CASE("kernel overlayfs, fuse-overlayfs and laminafs uppers commit to the sa
         REQUIRE(kernel->ok());
       } else {
         std::vector<std::string> args = {"-o", it::mount_options(paths), mnt};
-        if (impl == "fuse-overlayfs") args.insert(args.begin(), "/usr/bin/fuse-overlayfs");
-        else args.insert(args.begin(), it::laminafs_bin());
+        if (impl == "fuse-overlayfs")
+          args.insert(args.begin(), "/usr/bin/fuse-overlayfs");
+        else
+          args.insert(args.begin(), it::laminafs_bin());
         auto r = it::run_process(args);
         INFO(impl << ": " << r.describe());
         REQUIRE(r.succeeded());
@@ -278,8 +281,10 @@ TEST_CASE("kernel overlayfs, fuse-overlayfs and laminafs uppers commit to the sa
         }
       }
       c.close_all();
-      if (kernel) kernel->unmount();
-      else it::unmount_fuse(mnt);
+      if (kernel)
+        kernel->unmount();
+      else
+        it::unmount_fuse(mnt);
     }
     auto r = lamina(root, {"commit", "-q", "--upper", up, "--lower", lowers, "--tag", "id/" + impl,
                            "--timestamp", "1700000000"});
@@ -297,8 +302,8 @@ TEST_CASE("kernel overlayfs, fuse-overlayfs and laminafs uppers commit to the sa
     CHECK(ids[impl] == ids["laminafs"]);
   }
   // Same change, same id: committing the laminafs upper again adds nothing.
-  auto again = lamina(root, {"commit", "--json", "--upper", t.sub("laminafs-up"), "--lower",
-                             lowers, "--tag", "id/again", "--timestamp", "1700000000"});
+  auto again = lamina(root, {"commit", "--json", "--upper", t.sub("laminafs-up"), "--lower", lowers,
+                             "--tag", "id/again", "--timestamp", "1700000000"});
   REQUIRE(again.succeeded());
   auto j = nlohmann::json::parse(again.out);
   CHECK(j["layer"].get<std::string>() + "\n" == ids["laminafs"]);
@@ -334,9 +339,9 @@ TEST_CASE("kill -9 at random points of a commit leaves a store that fsck calls c
   // How long a whole commit takes here, to spread the kill points over it.
   auto t0 = std::chrono::steady_clock::now();
   commit_ok(root, {"--upper", upper, "--tag", "crash/probe"});
-  auto full = std::chrono::duration_cast<std::chrono::microseconds>(
-                  std::chrono::steady_clock::now() - t0)
-                  .count();
+  auto full =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   REQUIRE(lamina(root, {"rm", "crash/probe"}).succeeded());
   REQUIRE(lamina(root, {"gc"}).succeeded());
   int killed = 0, finished = 0;
@@ -396,8 +401,8 @@ TEST_CASE("concurrent commits while gc runs lose nothing", "[store]") {
   std::vector<it::ProcResult> results(uppers.size());
   for (size_t i = 0; i < uppers.size(); ++i) {
     commits.emplace_back([&, i] {
-      results[i] = lamina(root, {"commit", "-q", "--upper", uppers[i], "--tag",
-                                 fmt::format("cc/{}", i)});
+      results[i] =
+          lamina(root, {"commit", "-q", "--upper", uppers[i], "--tag", fmt::format("cc/{}", i)});
     });
   }
   for (auto& c : commits) c.join();
@@ -436,9 +441,7 @@ TEST_CASE("bad input to commit: a clear error and nothing written", "[store]") {
   it::TempDir t;
   const std::string root = t.sub("store");
   const std::string good = t.mkdir("good");
-  {
-    std::ofstream(good + "/f") << "content\n";
-  }
+  { std::ofstream(good + "/f") << "content\n"; }
   commit_ok(root, {"--upper", good, "--tag", "bad/base"});
 
   SECTION("missing upper") {
