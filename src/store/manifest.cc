@@ -89,10 +89,16 @@ bool has_metadata(EntryKind k) { return k != EntryKind::kHardlink && k != EntryK
 
 bool valid_kind(char c) {
   switch (c) {
-    case 'd': case 'f': case 'l': case 'h': case 'c': case 'b': case 'p': case 's': case 'w':
-      return true;
-    default:
-      return false;
+    case 'd':
+    case 'f':
+    case 'l':
+    case 'h':
+    case 'c':
+    case 'b':
+    case 'p':
+    case 's':
+    case 'w': return true;
+    default: return false;
   }
 }
 
@@ -171,16 +177,19 @@ bool parse_line(std::string_view line, Entry* e, std::string* why) {
   size_t dot = f[5].find('.');
   std::string_view sec = f[5].substr(0, dot), nsec;
   if (dot != std::string_view::npos) nsec = f[5].substr(dot + 1);
+  // The magnitude is parsed unsigned so that INT64_MIN, which encode() can write, reads back.
   bool neg = !sec.empty() && sec[0] == '-';
-  int64_t s = 0;
+  uint64_t s = 0;
+  constexpr uint64_t kMaxPositive = static_cast<uint64_t>(INT64_MAX);
   if (dot == std::string_view::npos || nsec.size() != 9 ||
       !parse_int(neg ? sec.substr(1) : sec, &s) || (neg && s == 0) ||
+      s > (neg ? kMaxPositive + 1 : kMaxPositive) ||
       std::from_chars(nsec.data(), nsec.data() + nsec.size(), e->mtime_nsec).ptr !=
           nsec.data() + nsec.size()) {
     *why = "bad mtime";
     return false;
   }
-  e->mtime_sec = neg ? -s : s;
+  e->mtime_sec = neg ? static_cast<int64_t>(0 - s) : static_cast<int64_t>(s);
   size_t next = 6;
   switch (e->kind) {
     case EntryKind::kFile:
@@ -213,8 +222,7 @@ bool parse_line(std::string_view line, Entry* e, std::string* why) {
       next = 7;
       break;
     }
-    default:
-      break;
+    default: break;
   }
   if (e->kind == EntryKind::kDir && next < f.size() && f[next] == "opaque") {
     e->opaque = true;
@@ -235,9 +243,11 @@ mode_t Entry::st_mode() const {
   mode_t type = 0;
   switch (kind) {
     case EntryKind::kDir: type = S_IFDIR; break;
-    case EntryKind::kFile: case EntryKind::kHardlink: type = S_IFREG; break;
+    case EntryKind::kFile:
+    case EntryKind::kHardlink: type = S_IFREG; break;
     case EntryKind::kSymlink: type = S_IFLNK; break;
-    case EntryKind::kChar: case EntryKind::kWhiteout: type = S_IFCHR; break;
+    case EntryKind::kChar:
+    case EntryKind::kWhiteout: type = S_IFCHR; break;
     case EntryKind::kBlock: type = S_IFBLK; break;
     case EntryKind::kFifo: type = S_IFIFO; break;
     case EntryKind::kSocket: type = S_IFSOCK; break;
@@ -250,7 +260,7 @@ bool path_less(std::string_view a, std::string_view b) {
   for (size_t i = 0; i < n; ++i) {
     unsigned char x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
     if (x == y) continue;
-    if (x == '/') return true;   // '/' sorts before every byte a name can hold
+    if (x == '/') return true;  // '/' sorts before every byte a name can hold
     if (y == '/') return false;
     return x < y;
   }
@@ -289,7 +299,11 @@ bool normalize(Manifest* m, std::string* error) {
   return validate(*m, error);
 }
 
-bool validate(const Manifest& m, std::string* error) {
+namespace {
+
+// validate(), also telling which entry broke a rule (*bad_index), so decode can name its line.
+bool validate_at(const Manifest& m, std::string* error, size_t* bad_index) {
+  *bad_index = 0;
   if (m.entries.empty() || m.entries[0].path != "/" || m.entries[0].kind != EntryKind::kDir) {
     *error = "the first entry must be the root directory '/'";
     return false;
@@ -299,6 +313,7 @@ bool validate(const Manifest& m, std::string* error) {
     const Entry& e = m.entries[i];
     auto bad = [&](const std::string& why) {
       *error = "entry '" + e.path + "': " + why;
+      *bad_index = i;
       return false;
     };
     if (!valid_path(e.path)) return bad("invalid path");
@@ -332,6 +347,13 @@ bool validate(const Manifest& m, std::string* error) {
   return true;
 }
 
+}  // namespace
+
+bool validate(const Manifest& m, std::string* error) {
+  size_t bad_index = 0;
+  return validate_at(m, error, &bad_index);
+}
+
 std::string encode(const Manifest& m) {
   std::string out;
   out.reserve(m.entries.size() * 96 + 32);
@@ -353,8 +375,8 @@ std::string encode(const Manifest& m) {
       out.push_back('\n');
       continue;
     }
-    std::snprintf(buf, sizeof buf, " %04o %" PRIu32 " %" PRIu32 " %" PRId64 ".%09" PRIu32,
-                  e.mode, e.uid, e.gid, e.mtime_sec, e.mtime_nsec);
+    std::snprintf(buf, sizeof buf, " %04o %" PRIu32 " %" PRIu32 " %" PRId64 ".%09" PRIu32, e.mode,
+                  e.uid, e.gid, e.mtime_sec, e.mtime_nsec);
     out += buf;
     switch (e.kind) {
       case EntryKind::kFile:
@@ -371,8 +393,7 @@ std::string encode(const Manifest& m) {
         std::snprintf(buf, sizeof buf, " %" PRIu32 ":%" PRIu32, e.rdev_major, e.rdev_minor);
         out += buf;
         break;
-      default:
-        break;
+      default: break;
     }
     if (e.opaque) out += " opaque";
     for (const auto& [name, value] : e.xattrs) {
@@ -390,15 +411,16 @@ bool decode(std::string_view bytes, Manifest* m, std::string* error) {
   m->entries.clear();
   size_t nl = bytes.find('\n');
   if (nl == std::string_view::npos || bytes.substr(0, kHeader.size()) != kHeader) {
-    *error = "not a lamina manifest (no 'lamina-manifest' header)";
+    *error = "line 1: not a lamina manifest (no 'lamina-manifest' header)";
     return false;
   }
   int version = 0;
   if (!parse_int(bytes.substr(kHeader.size(), nl - kHeader.size()), &version) ||
       version != kManifestVersion) {
-    *error = "manifest version '" + std::string(bytes.substr(kHeader.size(), nl - kHeader.size())) +
-             "' is not supported (this lamina reads version " +
-             std::to_string(kManifestVersion) + ")";
+    *error = "line 1: manifest version '" +
+             std::string(bytes.substr(kHeader.size(), nl - kHeader.size())) +
+             "' is not supported (this lamina reads version " + std::to_string(kManifestVersion) +
+             ")";
     return false;
   }
   if (bytes.back() != '\n') {
@@ -418,10 +440,22 @@ bool decode(std::string_view bytes, Manifest* m, std::string* error) {
     m->entries.push_back(std::move(e));
     pos = end + 1;
   }
-  if (!validate(*m, error)) return false;
+  // Entry i is on line i + 2 (line 1 is the header).
+  size_t bad_index = 0;
+  std::string why;
+  if (!validate_at(*m, &why, &bad_index)) {
+    *error = fail_at(bad_index + 2, why);
+    return false;
+  }
   // Canonical form: re-encoding must give the same bytes (no second spelling of a manifest).
-  if (encode(*m) != bytes) {
-    *error = "manifest is not in canonical form";
+  const std::string canonical = encode(*m);
+  if (canonical != bytes) {
+    size_t diff = 0;
+    while (diff < canonical.size() && diff < bytes.size() && canonical[diff] == bytes[diff]) {
+      ++diff;
+    }
+    size_t line = 1 + static_cast<size_t>(std::count(bytes.begin(), bytes.begin() + diff, '\n'));
+    *error = fail_at(line, "not in canonical form");
     return false;
   }
   return true;
