@@ -15,8 +15,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -94,7 +94,9 @@ Status mkdir_ok(int dirfd, const char* name, mode_t mode) {
 }
 
 // mkdir -p for the parents of a new store root (0755), the root itself 0700.
-bool make_root(const std::string& root, std::string* error) {
+bool make_root(std::string root, std::string* error) {
+  // "DIR/" names DIR: without this the root would be made 0755 as one of its own parents.
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
   std::string path;
   size_t pos = 0;
   while (pos != std::string::npos) {
@@ -164,6 +166,24 @@ Result<Hash128> copy_hashing(int src, int dst, off_t size) {
   return h.digest();
 }
 
+// Reads j[key] into *out when present. json::value() throws when the stored type differs; a
+// damaged record must come back as an error instead (fsck and gc read damaged stores).
+bool get_field(const json& j, const char* key, std::string* out) {
+  auto it = j.find(key);
+  if (it == j.end()) return true;
+  if (!it->is_string()) return false;
+  *out = it->get<std::string>();
+  return true;
+}
+
+bool get_field(const json& j, const char* key, uint64_t* out) {
+  auto it = j.find(key);
+  if (it == j.end()) return true;
+  if (!it->is_number_unsigned()) return false;
+  *out = it->get<uint64_t>();
+  return true;
+}
+
 std::string info_to_json(const LayerInfo& i) {
   json j = {{"id", i.id},
             {"created", i.created},
@@ -216,7 +236,8 @@ std::unique_ptr<Store> Store::open(const std::string& root, bool create, std::st
   st->root_fd_ = std::move(*fd);
   auto meta = sys::read_file(st->root_fd(), kStoreJson);
   if (!meta) {
-    if (meta.code() != ENOENT) return fail(std::string("store.json: ") + std::strerror(meta.code()));
+    if (meta.code() != ENOENT)
+      return fail(std::string("store.json: ") + std::strerror(meta.code()));
     // A new store: only in an empty directory (never scribble over someone's data).
     bool empty = true;
     (void)sys::read_dir(st->root_fd(), [&](std::string_view name, unsigned char, ino_t) {
@@ -240,8 +261,8 @@ std::unique_ptr<Store> Store::open(const std::string& root, bool create, std::st
     if (!tmp) return fail(std::strerror(tmp.code()));
     auto name = write_temp(tmp->get(), "store-json", j.dump(2) + "\n", 0644);
     if (!name) return fail(name.error().message());
-    Status s = sys::renameat2(tmp->get(), name->c_str(), st->root_fd(), kStoreJson,
-                              RENAME_NOREPLACE);
+    Status s =
+        sys::renameat2(tmp->get(), name->c_str(), st->root_fd(), kStoreJson, RENAME_NOREPLACE);
     if (!s && s.code() != EEXIST) return fail("cannot write store.json: " + s.error().message());
     if (!s) (void)sys::unlinkat(tmp->get(), name->c_str(), 0);
     (void)sys::fsync(dir->get());
@@ -259,7 +280,8 @@ std::unique_ptr<Store> Store::open(const std::string& root, bool create, std::st
                 " is not supported (this lamina reads version " + std::to_string(kStoreVersion) +
                 ")");
   }
-  if (j.value("object_hash", "") != "xxh3-128") {
+  std::string object_hash;
+  if (!get_field(j, "object_hash", &object_hash) || object_hash != "xxh3-128") {
     return fail("store.json names an object hash other than xxh3-128");
   }
   struct Sub {
@@ -329,8 +351,7 @@ Result<PutResult> Store::put_object(int src_fd) {
   if (!hash) ok = hash.error();
   auto after = sys::fstat(src_fd);
   if (ok && !after) ok = after.error();
-  if (ok && (after->st_size != before->st_size ||
-             after->st_mtim.tv_sec != before->st_mtim.tv_sec ||
+  if (ok && (after->st_size != before->st_size || after->st_mtim.tv_sec != before->st_mtim.tv_sec ||
              after->st_mtim.tv_nsec != before->st_mtim.tv_nsec ||
              after->st_ctim.tv_sec != before->st_ctim.tv_sec ||
              after->st_ctim.tv_nsec != before->st_ctim.tv_nsec)) {
@@ -360,8 +381,8 @@ Result<PutResult> Store::put_bytes(std::string_view bytes) {
   return r;
 }
 
-Result<PutResult> Store::link_object(int tmp_fd, const std::string& tmp_name,
-                                     const Hash128& hash, uint64_t size) {
+Result<PutResult> Store::link_object(int tmp_fd, const std::string& tmp_name, const Hash128& hash,
+                                     uint64_t size) {
   const std::string hex = hash.hex();
   const std::string fan = hex.substr(0, 2);
   if (Status s = mkdir_ok(objects_fd(), fan.c_str(), 0755); !s) return s.error();
@@ -371,10 +392,10 @@ Result<PutResult> Store::link_object(int tmp_fd, const std::string& tmp_name,
   for (unsigned n = 0;; ++n) {
     std::string name = n == 0 ? hex : hex + "-" + std::to_string(n);
     std::string rest = name.substr(2);
-    Status s = tmp_name.empty()
-                   ? sys::linkat(AT_FDCWD, proc.c_str(), dir->get(), rest.c_str(),
-                                 AT_SYMLINK_FOLLOW)
-                   : sys::linkat(this->tmp_fd(), tmp_name.c_str(), dir->get(), rest.c_str(), 0);
+    Status s =
+        tmp_name.empty()
+            ? sys::linkat(AT_FDCWD, proc.c_str(), dir->get(), rest.c_str(), AT_SYMLINK_FOLLOW)
+            : sys::linkat(this->tmp_fd(), tmp_name.c_str(), dir->get(), rest.c_str(), 0);
     if (s) return PutResult{name, size, true};
     if (s.code() != EEXIST) return s.error();
     // The name is taken: the same bytes, or (rarely) a collision of the hash.
@@ -417,6 +438,8 @@ Status Store::list_objects(const std::function<Status(const std::string&, uint64
 }
 
 Status Store::remove_object(std::string_view name) {
+  // The name becomes a path: never let "../x" or "/x" through.
+  if (!valid_object_name(name)) return Error{EINVAL, "object name"};
   std::string fan(name.substr(0, 2)), rest(name.substr(2));
   auto dir = sys::openat(objects_fd(), fan.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
   if (!dir) return dir.error();
@@ -436,6 +459,9 @@ bool Store::has_layer(std::string_view id) const {
 }
 
 Result<std::string> Store::publish_layer(const Manifest& manifest, LayerInfo info) {
+  // A manifest that breaks the rules would be published under an id no reader can open.
+  std::string why;
+  if (!validate(manifest, &why)) return Error{EINVAL, "publish_layer: invalid manifest"};
   const std::string bytes = encode(manifest);
   const std::string id = layer_id(bytes);
   info.id = id;
@@ -478,8 +504,8 @@ Result<std::string> Store::publish_layer(const Manifest& manifest, LayerInfo inf
     cleanup();
     return s.error();
   }
-  Status s = sys::renameat2(tmp_fd(), dir_name.c_str(), layers_fd_.get(), id.c_str(),
-                            RENAME_NOREPLACE);
+  Status s =
+      sys::renameat2(tmp_fd(), dir_name.c_str(), layers_fd_.get(), id.c_str(), RENAME_NOREPLACE);
   if (!s) {
     cleanup();
     if (s.code() == EEXIST || s.code() == ENOTEMPTY) return same_as_stored();
@@ -492,8 +518,8 @@ Result<std::string> Store::publish_layer(const Manifest& manifest, LayerInfo inf
 
 Result<std::string> Store::read_manifest_bytes(std::string_view id) const {
   if (!valid_layer_id(id)) return Error{EINVAL, "layer id"};
-  auto dir = sys::openat(layers_fd_.get(), std::string(id).c_str(),
-                         O_PATH | O_DIRECTORY | O_NOFOLLOW);
+  auto dir =
+      sys::openat(layers_fd_.get(), std::string(id).c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
   if (!dir) return dir.error();
   return sys::read_file(dir->get(), "manifest");
 }
@@ -533,13 +559,12 @@ Result<LayerInfo> Store::read_layer_info(std::string_view id) const {
   if (j.is_discarded() || !j.is_object()) return Error{EBADMSG, "info.json"};
   LayerInfo i;
   i.id = std::string(id);
-  i.created = j.value("created", "");
-  i.entries = j.value("entries", uint64_t{0});
-  i.files = j.value("files", uint64_t{0});
-  i.whiteouts = j.value("whiteouts", uint64_t{0});
-  i.content_bytes = j.value("content_bytes", uint64_t{0});
-  i.manifest_bytes = j.value("manifest_bytes", uint64_t{0});
-  i.comment = j.value("comment", "");
+  if (!get_field(j, "created", &i.created) || !get_field(j, "entries", &i.entries) ||
+      !get_field(j, "files", &i.files) || !get_field(j, "whiteouts", &i.whiteouts) ||
+      !get_field(j, "content_bytes", &i.content_bytes) ||
+      !get_field(j, "manifest_bytes", &i.manifest_bytes) || !get_field(j, "comment", &i.comment)) {
+    return Error{EBADMSG, "info.json"};
+  }
   return i;
 }
 
@@ -558,8 +583,8 @@ Status Store::remove_layer(std::string_view id) {
   if (!valid_layer_id(id)) return Error{EINVAL, "layer id"};
   // Moved out of layers/ first (atomic), then emptied: a crash leaves junk in tmp/ only.
   const std::string junk = temp_name("dead-layer");
-  if (Status s = sys::renameat2(layers_fd_.get(), std::string(id).c_str(), tmp_fd(),
-                                junk.c_str(), RENAME_NOREPLACE);
+  if (Status s = sys::renameat2(layers_fd_.get(), std::string(id).c_str(), tmp_fd(), junk.c_str(),
+                                RENAME_NOREPLACE);
       !s) {
     return s;
   }
@@ -609,6 +634,8 @@ bool Store::valid_image_name(std::string_view name, std::string* why) {
   if (name.find("..") != std::string_view::npos) return bad("must not contain '..'");
   if (name.find("//") != std::string_view::npos) return bad("must not contain '//'");
   if (name.find("/.") != std::string_view::npos) return bad("a component must not start with '.'");
+  // Each '/' is stored as "%2F", and a file name holds at most 255 bytes.
+  if (image_file(name).size() > 255) return bad("too long once each '/' is stored as %2F");
   return true;
 }
 
@@ -629,7 +656,7 @@ Result<Image> Store::read_image(std::string_view name) const {
     }
     img.layers.push_back(l.get<std::string>());
   }
-  img.created = j.value("created", "");
+  if (!get_field(j, "created", &img.created)) return Error{EBADMSG, "image record"};
   if (j.contains("config")) img.config_json = j["config"].dump();
   return img;
 }
@@ -672,16 +699,25 @@ Status Store::remove_image(std::string_view name) {
   return {};
 }
 
-Result<std::vector<Image>> Store::list_images() const {
-  std::vector<std::string> files;
+Result<std::vector<std::string>> Store::list_image_names() const {
+  std::vector<std::string> names;
   Status s = sys::read_dir(images_fd_.get(), [&](std::string_view name, unsigned char, ino_t) {
-    if (name.size() > 5 && name.substr(name.size() - 5) == ".json") files.emplace_back(name);
+    if (name.size() > 5 && name.substr(name.size() - 5) == ".json") {
+      names.push_back(image_name_of_file(name));
+    }
     return Status{};
   });
   if (!s) return s.error();
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Result<std::vector<Image>> Store::list_images() const {
+  auto names = list_image_names();
+  if (!names) return names.error();
   std::vector<Image> out;
-  for (const auto& f : files) {
-    auto img = read_image(image_name_of_file(f));
+  for (const auto& name : *names) {
+    auto img = read_image(name);
     if (img) out.push_back(std::move(*img));
   }
   std::sort(out.begin(), out.end(), [](const Image& a, const Image& b) { return a.name < b.name; });
