@@ -177,16 +177,19 @@ bool parse_line(std::string_view line, Entry* e, std::string* why) {
   size_t dot = f[5].find('.');
   std::string_view sec = f[5].substr(0, dot), nsec;
   if (dot != std::string_view::npos) nsec = f[5].substr(dot + 1);
+  // The magnitude is parsed unsigned so that INT64_MIN, which encode() can write, reads back.
   bool neg = !sec.empty() && sec[0] == '-';
-  int64_t s = 0;
+  uint64_t s = 0;
+  constexpr uint64_t kMaxPositive = static_cast<uint64_t>(INT64_MAX);
   if (dot == std::string_view::npos || nsec.size() != 9 ||
       !parse_int(neg ? sec.substr(1) : sec, &s) || (neg && s == 0) ||
+      s > (neg ? kMaxPositive + 1 : kMaxPositive) ||
       std::from_chars(nsec.data(), nsec.data() + nsec.size(), e->mtime_nsec).ptr !=
           nsec.data() + nsec.size()) {
     *why = "bad mtime";
     return false;
   }
-  e->mtime_sec = neg ? -s : s;
+  e->mtime_sec = neg ? static_cast<int64_t>(0 - s) : static_cast<int64_t>(s);
   size_t next = 6;
   switch (e->kind) {
     case EntryKind::kFile:
@@ -296,7 +299,11 @@ bool normalize(Manifest* m, std::string* error) {
   return validate(*m, error);
 }
 
-bool validate(const Manifest& m, std::string* error) {
+namespace {
+
+// validate(), also telling which entry broke a rule (*bad_index), so decode can name its line.
+bool validate_at(const Manifest& m, std::string* error, size_t* bad_index) {
+  *bad_index = 0;
   if (m.entries.empty() || m.entries[0].path != "/" || m.entries[0].kind != EntryKind::kDir) {
     *error = "the first entry must be the root directory '/'";
     return false;
@@ -306,6 +313,7 @@ bool validate(const Manifest& m, std::string* error) {
     const Entry& e = m.entries[i];
     auto bad = [&](const std::string& why) {
       *error = "entry '" + e.path + "': " + why;
+      *bad_index = i;
       return false;
     };
     if (!valid_path(e.path)) return bad("invalid path");
@@ -337,6 +345,13 @@ bool validate(const Manifest& m, std::string* error) {
     kinds.emplace(e.path, e.kind);
   }
   return true;
+}
+
+}  // namespace
+
+bool validate(const Manifest& m, std::string* error) {
+  size_t bad_index = 0;
+  return validate_at(m, error, &bad_index);
 }
 
 std::string encode(const Manifest& m) {
@@ -396,13 +411,14 @@ bool decode(std::string_view bytes, Manifest* m, std::string* error) {
   m->entries.clear();
   size_t nl = bytes.find('\n');
   if (nl == std::string_view::npos || bytes.substr(0, kHeader.size()) != kHeader) {
-    *error = "not a lamina manifest (no 'lamina-manifest' header)";
+    *error = "line 1: not a lamina manifest (no 'lamina-manifest' header)";
     return false;
   }
   int version = 0;
   if (!parse_int(bytes.substr(kHeader.size(), nl - kHeader.size()), &version) ||
       version != kManifestVersion) {
-    *error = "manifest version '" + std::string(bytes.substr(kHeader.size(), nl - kHeader.size())) +
+    *error = "line 1: manifest version '" +
+             std::string(bytes.substr(kHeader.size(), nl - kHeader.size())) +
              "' is not supported (this lamina reads version " + std::to_string(kManifestVersion) +
              ")";
     return false;
@@ -424,10 +440,22 @@ bool decode(std::string_view bytes, Manifest* m, std::string* error) {
     m->entries.push_back(std::move(e));
     pos = end + 1;
   }
-  if (!validate(*m, error)) return false;
+  // Entry i is on line i + 2 (line 1 is the header).
+  size_t bad_index = 0;
+  std::string why;
+  if (!validate_at(*m, &why, &bad_index)) {
+    *error = fail_at(bad_index + 2, why);
+    return false;
+  }
   // Canonical form: re-encoding must give the same bytes (no second spelling of a manifest).
-  if (encode(*m) != bytes) {
-    *error = "manifest is not in canonical form";
+  const std::string canonical = encode(*m);
+  if (canonical != bytes) {
+    size_t diff = 0;
+    while (diff < canonical.size() && diff < bytes.size() && canonical[diff] == bytes[diff]) {
+      ++diff;
+    }
+    size_t line = 1 + static_cast<size_t>(std::count(bytes.begin(), bytes.begin() + diff, '\n'));
+    *error = fail_at(line, "not in canonical form");
     return false;
   }
   return true;

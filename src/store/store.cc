@@ -94,7 +94,9 @@ Status mkdir_ok(int dirfd, const char* name, mode_t mode) {
 }
 
 // mkdir -p for the parents of a new store root (0755), the root itself 0700.
-bool make_root(const std::string& root, std::string* error) {
+bool make_root(std::string root, std::string* error) {
+  // "DIR/" names DIR: without this the root would be made 0755 as one of its own parents.
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
   std::string path;
   size_t pos = 0;
   while (pos != std::string::npos) {
@@ -162,6 +164,24 @@ Result<Hash128> copy_hashing(int src, int dst, off_t size) {
   // A file that grew while read: its new bytes are not in the copy (the caller re-checks).
   if (Status s = sys::ftruncate(dst, size); !s) return s.error();
   return h.digest();
+}
+
+// Reads j[key] into *out when present. json::value() throws when the stored type differs; a
+// damaged record must come back as an error instead (fsck and gc read damaged stores).
+bool get_field(const json& j, const char* key, std::string* out) {
+  auto it = j.find(key);
+  if (it == j.end()) return true;
+  if (!it->is_string()) return false;
+  *out = it->get<std::string>();
+  return true;
+}
+
+bool get_field(const json& j, const char* key, uint64_t* out) {
+  auto it = j.find(key);
+  if (it == j.end()) return true;
+  if (!it->is_number_unsigned()) return false;
+  *out = it->get<uint64_t>();
+  return true;
 }
 
 std::string info_to_json(const LayerInfo& i) {
@@ -260,7 +280,8 @@ std::unique_ptr<Store> Store::open(const std::string& root, bool create, std::st
                 " is not supported (this lamina reads version " + std::to_string(kStoreVersion) +
                 ")");
   }
-  if (j.value("object_hash", "") != "xxh3-128") {
+  std::string object_hash;
+  if (!get_field(j, "object_hash", &object_hash) || object_hash != "xxh3-128") {
     return fail("store.json names an object hash other than xxh3-128");
   }
   struct Sub {
@@ -417,6 +438,8 @@ Status Store::list_objects(const std::function<Status(const std::string&, uint64
 }
 
 Status Store::remove_object(std::string_view name) {
+  // The name becomes a path: never let "../x" or "/x" through.
+  if (!valid_object_name(name)) return Error{EINVAL, "object name"};
   std::string fan(name.substr(0, 2)), rest(name.substr(2));
   auto dir = sys::openat(objects_fd(), fan.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
   if (!dir) return dir.error();
@@ -436,6 +459,9 @@ bool Store::has_layer(std::string_view id) const {
 }
 
 Result<std::string> Store::publish_layer(const Manifest& manifest, LayerInfo info) {
+  // A manifest that breaks the rules would be published under an id no reader can open.
+  std::string why;
+  if (!validate(manifest, &why)) return Error{EINVAL, "publish_layer: invalid manifest"};
   const std::string bytes = encode(manifest);
   const std::string id = layer_id(bytes);
   info.id = id;
@@ -533,13 +559,12 @@ Result<LayerInfo> Store::read_layer_info(std::string_view id) const {
   if (j.is_discarded() || !j.is_object()) return Error{EBADMSG, "info.json"};
   LayerInfo i;
   i.id = std::string(id);
-  i.created = j.value("created", "");
-  i.entries = j.value("entries", uint64_t{0});
-  i.files = j.value("files", uint64_t{0});
-  i.whiteouts = j.value("whiteouts", uint64_t{0});
-  i.content_bytes = j.value("content_bytes", uint64_t{0});
-  i.manifest_bytes = j.value("manifest_bytes", uint64_t{0});
-  i.comment = j.value("comment", "");
+  if (!get_field(j, "created", &i.created) || !get_field(j, "entries", &i.entries) ||
+      !get_field(j, "files", &i.files) || !get_field(j, "whiteouts", &i.whiteouts) ||
+      !get_field(j, "content_bytes", &i.content_bytes) ||
+      !get_field(j, "manifest_bytes", &i.manifest_bytes) || !get_field(j, "comment", &i.comment)) {
+    return Error{EBADMSG, "info.json"};
+  }
   return i;
 }
 
@@ -609,6 +634,8 @@ bool Store::valid_image_name(std::string_view name, std::string* why) {
   if (name.find("..") != std::string_view::npos) return bad("must not contain '..'");
   if (name.find("//") != std::string_view::npos) return bad("must not contain '//'");
   if (name.find("/.") != std::string_view::npos) return bad("a component must not start with '.'");
+  // Each '/' is stored as "%2F", and a file name holds at most 255 bytes.
+  if (image_file(name).size() > 255) return bad("too long once each '/' is stored as %2F");
   return true;
 }
 
@@ -629,7 +656,7 @@ Result<Image> Store::read_image(std::string_view name) const {
     }
     img.layers.push_back(l.get<std::string>());
   }
-  img.created = j.value("created", "");
+  if (!get_field(j, "created", &img.created)) return Error{EBADMSG, "image record"};
   if (j.contains("config")) img.config_json = j["config"].dump();
   return img;
 }
@@ -672,16 +699,25 @@ Status Store::remove_image(std::string_view name) {
   return {};
 }
 
-Result<std::vector<Image>> Store::list_images() const {
-  std::vector<std::string> files;
+Result<std::vector<std::string>> Store::list_image_names() const {
+  std::vector<std::string> names;
   Status s = sys::read_dir(images_fd_.get(), [&](std::string_view name, unsigned char, ino_t) {
-    if (name.size() > 5 && name.substr(name.size() - 5) == ".json") files.emplace_back(name);
+    if (name.size() > 5 && name.substr(name.size() - 5) == ".json") {
+      names.push_back(image_name_of_file(name));
+    }
     return Status{};
   });
   if (!s) return s.error();
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Result<std::vector<Image>> Store::list_images() const {
+  auto names = list_image_names();
+  if (!names) return names.error();
   std::vector<Image> out;
-  for (const auto& f : files) {
-    auto img = read_image(image_name_of_file(f));
+  for (const auto& name : *names) {
+    auto img = read_image(name);
     if (img) out.push_back(std::move(*img));
   }
   std::sort(out.begin(), out.end(), [](const Image& a, const Image& b) { return a.name < b.name; });

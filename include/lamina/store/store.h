@@ -85,6 +85,8 @@ class Store {
   const std::string& root() const { return root_; }
   int root_fd() const { return root_fd_.get(); }
   int objects_fd() const { return objects_fd_.get(); }
+  int layers_fd() const { return layers_fd_.get(); }
+  int images_fd() const { return images_fd_.get(); }
 
   // flock on ROOT/lock. `wait` false: EWOULDBLOCK instead of waiting.
   Result<StoreLock> lock_shared(bool wait = true) const;
@@ -103,12 +105,13 @@ class Store {
   Result<struct stat> stat_object(std::string_view name) const;
   // Calls fn(name, size) for every object.
   Status list_objects(const std::function<Status(const std::string&, uint64_t)>& fn) const;
+  // EINVAL for a name that is not a valid object name; ENOENT when absent.
   Status remove_object(std::string_view name);
 
   // ---- layers ----
-  // Publishes a validated manifest as a layer (after flushing the objects it references) and
-  // returns its id. A layer with the same id that exists already is kept if its manifest has
-  // the same bytes (EEXIST on the rare differing one, never overwritten).
+  // Publishes a valid manifest (EINVAL otherwise) as a layer (after flushing the objects it
+  // references) and returns its id. A layer with the same id that exists already is kept if its
+  // manifest has the same bytes (EEXIST on the rare differing one, never overwritten).
   Result<std::string> publish_layer(const Manifest& manifest, LayerInfo info);
   static std::string layer_id(std::string_view manifest_bytes);
   bool has_layer(std::string_view id) const;
@@ -117,20 +120,26 @@ class Store {
   Result<std::string> read_manifest_bytes(std::string_view id) const;
   // The manifest file, opened read-only (the mount keeps it, locked shared, while mounted).
   Result<UniqueFd> open_manifest(std::string_view id) const;
+  // EBADMSG when info.json is not JSON or a field has the wrong type.
   Result<LayerInfo> read_layer_info(std::string_view id) const;
   Result<std::vector<std::string>> list_layers() const;
   Status remove_layer(std::string_view id);
   static bool valid_layer_id(std::string_view id);
 
   // ---- images ----
-  // Names: letters, digits and "._-/:@", at most 255 bytes, no "..", not starting with "/",
-  // "." or "-". ENOENT when absent.
+  // Names: letters, digits and "._-/:@", at most 200 bytes (and at most 255 once each '/' is
+  // stored as "%2F"), no "..", no "//", no component starting with ".", not starting with "/",
+  // "." or "-". ENOENT when absent; EBADMSG for a damaged record.
   static bool valid_image_name(std::string_view name, std::string* why);
   Result<Image> read_image(std::string_view name) const;
   // EEXIST when the name exists and !replace. Published by rename after a syncfs.
   Status write_image(const Image& image, bool replace);
   Status remove_image(std::string_view name);
+  // The readable images, sorted by name; a damaged record is skipped (list_image_names and
+  // read_image see it: gc and fsck must).
   Result<std::vector<Image>> list_images() const;
+  // The names of every image record, readable or not, sorted.
+  Result<std::vector<std::string>> list_image_names() const;
   // Finds a layer id from a prefix of at least 4 hex digits (EINVAL when ambiguous).
   Result<std::string> resolve_layer(std::string_view prefix) const;
 
