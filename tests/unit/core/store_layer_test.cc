@@ -12,10 +12,12 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "../test_util.h"
 #include "lamina/base/sys.h"
@@ -145,6 +147,12 @@ ObjRef walk(const Layer& layer, const std::string& path) {
     pos = end + 1;
   }
   return obj;
+}
+
+std::string xattr_of(const std::string& path, const char* name) {
+  char buf[256];
+  ssize_t n = ::lgetxattr(path.c_str(), name, buf, sizeof buf);
+  return n < 0 ? "<absent>" : std::string(buf, static_cast<size_t>(n));
 }
 
 struct stat stat_of(const Layer& layer, const std::string& path) {
@@ -328,6 +336,34 @@ TEST_CASE("store layer: object size and hash checks", "[core][store_layer]") {
   CHECK(trusting->open(walk(*trusting, "/f"), O_RDONLY).code() == EIO);
 }
 
+TEST_CASE("store layer: concurrent lookups and verified opens", "[core][store_layer]") {
+  TestStore s;
+  auto layer = s.open(sample_layer(s), true);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 200; ++i) {
+        auto root = layer->root();
+        auto d = root ? layer->lookup(*root, "d") : lamina::Result<ObjRef>(lamina::Error{EIO, ""});
+        if (!d) {
+          ++failures;
+          continue;
+        }
+        ObjRef named(std::make_shared<ObjRef>(std::move(*d)), i % 2 ? "f" : "h");
+        auto st = layer->stat(named);
+        auto fd = layer->open(named, O_RDONLY);
+        char buf[8];
+        if (!st || st->st_size != 5 || !fd || ::pread(fd->get(), buf, sizeof buf, 0) != 5) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(failures.load() == 0);
+}
+
 namespace {
 
 // upper (DirLayer) / the sample store layer / lower (DirLayer), writable.
@@ -455,9 +491,7 @@ TEST_CASE("store layer in a union: copy-up of files and hard links", "[core][sto
   CHECK((up.st_mode & 07777) == 0640);
   CHECK(up.st_uid == 1);
   CHECK(up.st_gid == 2);
-  char v[16];
-  ssize_t n = ::lgetxattr((u.upper() + "/d/f").c_str(), "user.color", v, sizeof v);
-  CHECK(std::string(v, n > 0 ? static_cast<size_t>(n) : 0) == "blue");
+  CHECK(xattr_of(u.upper() + "/d/f", "user.color") == "blue");
   // The other name shows the same inode, through the index.
   CHECK(u.read("d/h") == "hello+");
   CHECK(u.attr("d/h").st_ino == before.st_ino);
@@ -471,9 +505,17 @@ TEST_CASE("store layer in a union: copy-up of files and hard links", "[core][sto
   // The store itself is untouched.
   CHECK(t::read_file(u.s.object_file("/d/f")) == "hello");
 
-  // A symlink and a file in an opaque directory copy up too.
+  // chmod of a store file copies metadata only: the data still comes from the store.
   Node* x = u.walk("a/x");
   REQUIRE(x != nullptr);
+  core::SetAttr chmod;
+  chmod.valid = core::SetAttr::kMode;
+  chmod.mode = 0600;
+  REQUIRE(u.fs->setattr(x, chmod, -1).ok());
+  CHECK(xattr_of(u.upper() + "/a/x", "trusted.overlay.metacopy") != "<absent>");
+  CHECK(u.read("a/x") == "x in a");
+  CHECK((u.attr("a/x").st_mode & 07777) == 0600);
+  // A symlink and a file in an opaque directory copy up too.
   auto xfd = u.fs->open(x, O_WRONLY | O_TRUNC);
   REQUIRE(xfd.ok());
   REQUIRE(::write(xfd->get(), "new", 3) == 3);
