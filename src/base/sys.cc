@@ -64,6 +64,12 @@ Result<struct stat> fstat(int fd) {
   return st;
 }
 
+Result<struct statvfs> fstatvfs(int fd) {
+  struct statvfs sv;
+  if (retry([&] { return ::fstatvfs(fd, &sv); }) < 0) return errno_error("fstatvfs");
+  return sv;
+}
+
 Result<struct stat> fstatat(int dirfd, const char* name) {
   struct stat st;
   if (retry([&] { return ::fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW); }) < 0)

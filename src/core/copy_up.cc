@@ -287,9 +287,8 @@ Status UnionFs::copy_up_data(Node* node) {
 }
 
 Result<std::string> UnionFs::index_key(const Part& lower) const {
-  PathFd fd(*lower.obj);
-  if (!fd.ok()) return fd.error();
-  return sys::handle_name(fd.get());
+  // Asked of the layer: a store layer's objects have no descriptor to take a handle of.
+  return layers_[lower.layer]->link_key(*lower.obj);
 }
 
 Status UnionFs::adjust_nlink(int fd, int delta) {

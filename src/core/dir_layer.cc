@@ -2,7 +2,6 @@
 #include "lamina/core/dir_layer.h"
 
 #include <fcntl.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 namespace lamina::core {
@@ -73,10 +72,12 @@ Result<std::string> DirLayer::listxattr(const ObjRef& obj) const {
   return sys::flistxattr(fd.get());
 }
 
-Result<struct statvfs> DirLayer::statfs() const {
-  struct statvfs sv;
-  if (::fstatvfs(root_.get(), &sv) < 0) return errno_error("fstatvfs");
-  return sv;
+Result<struct statvfs> DirLayer::statfs() const { return sys::fstatvfs(root_.get()); }
+
+Result<std::string> DirLayer::link_key(const ObjRef& obj) const {
+  PathFd fd(obj);
+  if (!fd.ok()) return fd.error();
+  return sys::handle_name(fd.get());
 }
 
 }  // namespace lamina::core

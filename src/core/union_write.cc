@@ -379,8 +379,9 @@ Status UnionFs::rename(Node* parent, std::string_view name, Node* new_parent,
 
 void UnionFs::pin(const Part& part) {
   // The name is about to go: a live node named by it (an open file, say) gets a descriptor,
-  // so fstat and I/O keep working on the unlinked inode.
-  if (!part.obj->named()) return;
+  // so fstat and I/O keep working on the unlinked inode. Lower names never go (and a store
+  // layer's objects have no directory descriptor to open one from).
+  if (!is_upper(part) || !part.obj->named()) return;
   auto st = layers_[part.layer]->stat(*part.obj);
   if (!st) return;
   std::shared_ptr<Node> node;

@@ -190,7 +190,8 @@ void print_version() {
   fuse_lowlevel_version();  // "using FUSE kernel interface version X.Y"
 }
 
-int run_daemon(const core::MountOptions& o) {
+int run_daemon(const core::MountOptions& o,
+               std::vector<std::unique_ptr<core::Layer>> extra_lowers) {
   log::set_program("laminafs");
   log::set_level(o.debug ? log::Level::kDebug : log::Level::kWarn);
   raise_fd_limit();
@@ -215,6 +216,7 @@ int run_daemon(const core::MountOptions& o) {
   for (const std::string& dir : o.lowerdirs) {
     if (!open_layer("lowerdir", dir, &layers)) return 1;
   }
+  for (auto& layer : extra_lowers) layers.push_back(std::move(layer));
   core::UnionConfig config = core::UnionConfig::from(o);
   UniqueFd work;
   bool whiteout_devices = true, trusted_xattrs = true;

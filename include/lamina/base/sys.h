@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 
 #include <functional>
@@ -24,6 +25,7 @@ Result<UniqueFd> open_path(int dirfd, const char* name);
 Result<UniqueFd> reopen(int path_fd, int flags);
 
 Result<struct stat> fstat(int fd);                         // works on O_PATH fds
+Result<struct statvfs> fstatvfs(int fd);                   // works on O_PATH fds
 Result<struct stat> fstatat(int dirfd, const char* name);  // AT_SYMLINK_NOFOLLOW
 // True if dirfd/name exists (does not follow a final symlink).
 Result<bool> exists_at(int dirfd, const char* name);

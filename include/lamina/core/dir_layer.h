@@ -34,6 +34,8 @@ class DirLayer final : public Layer {
   Result<std::string> getxattr(const ObjRef& obj, const char* name) const override;
   Result<std::string> listxattr(const ObjRef& obj) const override;
   Result<struct statvfs> statfs() const override;
+  // The file handle (name_to_handle_at) in hex.
+  Result<std::string> link_key(const ObjRef& obj) const override;
 
  private:
   DirLayer(std::string path, UniqueFd root, dev_t dev)

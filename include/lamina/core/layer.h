@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A layer is a read-only source of a tree. Two kinds sit behind this interface: a plain
-// directory (DirLayer) and, later, a committed layer of lamina's store. The union code in
+// directory (DirLayer) and a committed layer of lamina's store (StoreLayer). The union code in
 // UnionFs sees layers only through this class, so it never concatenates a path and never
 // cares where the bytes live.
 
@@ -22,7 +22,8 @@ namespace lamina::core {
 // A handle on one object inside one layer. In directory layers a directory holds an O_PATH
 // descriptor; a non-directory is named by its directory and name instead, so the daemon holds
 // one descriptor per cached directory rather than per cached file (a tree of 100,000 files
-// would otherwise exhaust RLIMIT_NOFILE). Store layers will use `entry`.
+// would otherwise exhaust RLIMIT_NOFILE). Store layers use `entry` (index + 1 of a manifest
+// entry) instead of a descriptor; only objects of the upper layer are ever directories on disk.
 struct ObjRef {
   ObjRef() = default;
   explicit ObjRef(UniqueFd f) : fd(std::move(f)) {}
@@ -95,6 +96,11 @@ class Layer {
   // NUL-separated names.
   virtual Result<std::string> listxattr(const ObjRef& obj) const = 0;
   virtual Result<struct statvfs> statfs() const = 0;
+
+  // A stable name for the object's inode, unique among all layers of a mount and the same for
+  // every hard link of it: the key of its copy in WORKDIR/index (a single file name, no '/').
+  // EOPNOTSUPP where the layer cannot name inodes.
+  virtual Result<std::string> link_key(const ObjRef& obj) const = 0;
 };
 
 }  // namespace lamina::core
