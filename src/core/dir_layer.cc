@@ -72,6 +72,53 @@ Result<std::string> DirLayer::listxattr(const ObjRef& obj) const {
   return sys::flistxattr(fd.get());
 }
 
+namespace {
+
+// Depth-first search below dir_fd (named `path`) for names of inode `ino`; stops once `want`
+// names are found. Never follows a symlink, never leaves the layer's filesystem.
+Status find_names(int dir_fd, const std::string& path, dev_t dev, ino_t ino, nlink_t want,
+                  std::vector<std::string>* out) {
+  std::vector<std::string> subdirs;
+  Status s = sys::read_dir(dir_fd, [&](std::string_view name, unsigned char type, ino_t d_ino) {
+    std::string child = (path == "/" ? "/" : path + "/") + std::string(name);
+    if (type == DT_DIR) {
+      subdirs.push_back(std::string(name));
+    } else if (d_ino == ino && (type == DT_REG || type == DT_UNKNOWN)) {
+      auto st = sys::fstatat(dir_fd, std::string(name).c_str());
+      if (st && st->st_dev == dev && st->st_ino == ino) out->push_back(child);
+    }
+    return Status{};
+  });
+  if (!s) return s;
+  for (const auto& name : subdirs) {
+    if (out->size() >= want) break;
+    auto sub = sys::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (!sub) continue;  // unreadable or gone: not part of the search
+    auto st = sys::fstat(sub->get());
+    if (!st || st->st_dev != dev) continue;
+    if (Status f =
+            find_names(sub->get(), (path == "/" ? "/" : path + "/") + name, dev, ino, want, out);
+        !f) {
+      return f;
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> DirLayer::link_names(const ObjRef& obj) const {
+  auto st = stat(obj);
+  if (!st) return st.error();
+  std::vector<std::string> out;
+  auto root = sys::openat(root_.get(), ".", O_RDONLY | O_DIRECTORY);
+  if (!root) return root.error();
+  if (Status s = find_names(root->get(), "/", st->st_dev, st->st_ino, st->st_nlink, &out); !s) {
+    return s.error();
+  }
+  return out;
+}
+
 Result<struct statvfs> DirLayer::statfs() const { return sys::fstatvfs(root_.get()); }
 
 Result<std::string> DirLayer::link_key(const ObjRef& obj) const {

@@ -108,6 +108,15 @@ class StoreLayer final : public Layer {
     if (!i) return i.error();
     return "s-" + id_ + "-" + std::to_string(*i + 1);
   }
+  Result<std::vector<std::string>> link_names(const ObjRef& obj) const override {
+    auto i = resolve(obj);
+    if (!i) return i.error();
+    std::vector<std::string> out;
+    for (uint32_t j = 0; j < items_.size(); ++j) {
+      if (items_[j].data == *i) out.push_back(entries_[j].path);
+    }
+    return out;
+  }
 
  private:
   struct Item {

@@ -395,8 +395,10 @@ Result<struct stat> UnionFs::getattr(const Node* node, int fd) const {
     if (!data) return data.error();
     st->st_blocks = data->st_blocks;
   }
-  if (S_ISREG(st->st_mode) && st->st_nlink > 1 && is_upper(parts->front())) {
-    // Shared with the index: the link count the mount shows is recorded beside it.
+  if (S_ISREG(st->st_mode) && is_upper(parts->front()) &&
+      (st->st_nlink > 1 || parts->front().indexed)) {
+    // Shared with the index: the link count the mount shows is recorded beside it. An index
+    // entry no upper name links to has a real count of 1 and still carries the offset.
     auto offset = overlay::nlink_offset(*layers_[0], *parts->front().obj);
     if (offset && *offset) {
       long n = static_cast<long>(st->st_nlink) + **offset;

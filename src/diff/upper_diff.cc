@@ -263,6 +263,104 @@ struct UpperDiff::Impl {
     }
     return true;
   }
+
+  // The node at an absolute path of a view, or null.
+  static Node* node_at(UnionFs& fs, const std::string& path) {
+    Node* n = fs.root();
+    size_t pos = 1;
+    while (n != nullptr && pos < path.size()) {
+      size_t end = path.find('/', pos);
+      if (end == std::string::npos) end = path.size();
+      auto next = fs.lookup(n, std::string_view(path).substr(pos, end - pos));
+      n = next ? *next : nullptr;
+      pos = end + 1;
+    }
+    return n;
+  }
+
+  // A lower hard-link group that the upper holds only some names of: laminafs (like kernel
+  // overlayfs with index=on) copies the inode up once and links further upper names to it, so
+  // the other lower names show the new inode without being in the upper. The layer must hold
+  // every name the merged view shows for the group, or they would keep the old lower file.
+  bool complete_link_groups() {
+    struct Group {
+      nlink_t nlink = 0;
+      std::vector<std::string> names;
+    };
+    std::unordered_map<ino_t, Group> groups;
+    std::set<std::string> in_layer;
+    for (const Change& c : *out) {
+      if (!c.in_layer) continue;
+      in_layer.insert(c.entry.path);
+      if (c.entry.kind != EntryKind::kFile || c.source == nullptr) continue;
+      auto st = merged->getattr(c.source);
+      if (!st) return fail(c.entry.path, st.error());
+      if (st->st_nlink < 2) continue;
+      Group& g = groups[st->st_ino];
+      g.nlink = st->st_nlink;
+      g.names.push_back(c.entry.path);
+    }
+    if (below == nullptr) return true;
+    // A deleted name of a lower group: the names left show one link fewer, which the layer
+    // can only say by holding them (the lower layer's count cannot change).
+    std::vector<std::string> deleted;
+    for (const Change& c : *out) {
+      if (c.in_layer && c.entry.kind == EntryKind::kWhiteout) deleted.push_back(c.entry.path);
+    }
+    for (const std::string& name : deleted) {
+      Node* b = node_at(*below, name);
+      if (b == nullptr || !S_ISREG(b->type)) continue;
+      auto bst = below->getattr(b);
+      if (!bst || bst->st_nlink < 2) continue;
+      auto parts = b->parts();
+      const core::Part& part = parts->front();
+      auto names = below->layers()[part.layer]->link_names(*part.obj);
+      if (!names) return fail(name, names.error());
+      for (const std::string& other : *names) {
+        if (in_layer.count(other) != 0) continue;
+        Node* m = node_at(*merged, other);
+        if (m == nullptr || !S_ISREG(m->type)) continue;
+        if (!add_parents(other, &in_layer)) return false;
+        if (!emit(other, m, ChangeKind::kChanged, false)) return false;
+        in_layer.insert(other);
+      }
+    }
+    for (auto& [ino, g] : groups) {
+      if (g.names.size() >= g.nlink) continue;
+      for (const std::string& name : g.names) {
+        Node* b = node_at(*below, name);
+        if (b == nullptr || b->is_dir()) continue;
+        auto parts = b->parts();
+        const core::Part& part = parts->front();
+        auto names = below->layers()[part.layer]->link_names(*part.obj);
+        if (!names) return fail(name, names.error());
+        for (const std::string& other : *names) {
+          if (in_layer.count(other) != 0) continue;
+          Node* m = node_at(*merged, other);
+          if (m == nullptr) continue;  // deleted (or hidden) in the upper
+          auto st = merged->getattr(m);
+          if (!st || st->st_ino != ino) continue;  // replaced by another file
+          if (!add_parents(other, &in_layer)) return false;
+          if (!emit(other, m, ChangeKind::kChanged, false)) return false;
+          in_layer.insert(other);
+        }
+        break;
+      }
+    }
+    return true;
+  }
+
+  // Directory entries for the ancestors of `path` that the layer does not hold yet.
+  bool add_parents(const std::string& path, std::set<std::string>* in_layer) {
+    std::string parent(store::parent_path(path));
+    if (in_layer->count(parent) != 0) return true;
+    if (!add_parents(parent, in_layer)) return false;
+    Node* n = node_at(*merged, parent);
+    if (n == nullptr) return fail(parent, "vanished from the merged view");
+    if (!emit(parent, n, ChangeKind::kChanged, false)) return false;
+    in_layer->insert(parent);
+    return true;
+  }
 };
 
 UpperDiff::UpperDiff(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -330,6 +428,7 @@ bool UpperDiff::walk(std::vector<Change>* out, std::string* error) {
   const bool opaque = marks->opaque && broot != nullptr;
   if (!d.emit("/", d.merged->root(), ChangeKind::kChanged, opaque)) return false;
   if (!d.walk_dir("/", *root_obj, d.merged->root(), broot, opaque)) return false;
+  if (!d.complete_link_groups()) return false;
   std::stable_sort(out->begin(), out->end(), [](const Change& a, const Change& b) {
     return store::path_less(a.entry.path, b.entry.path);
   });

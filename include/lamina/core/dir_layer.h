@@ -36,6 +36,7 @@ class DirLayer final : public Layer {
   Result<struct statvfs> statfs() const override;
   // The file handle (name_to_handle_at) in hex.
   Result<std::string> link_key(const ObjRef& obj) const override;
+  Result<std::vector<std::string>> link_names(const ObjRef& obj) const override;
 
  private:
   DirLayer(std::string path, UniqueFd root, dev_t dev)

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "lamina/base/error.h"
 #include "lamina/base/sys.h"
@@ -101,6 +102,11 @@ class Layer {
   // every hard link of it: the key of its copy in WORKDIR/index (a single file name, no '/').
   // EOPNOTSUPP where the layer cannot name inodes.
   virtual Result<std::string> link_key(const ObjRef& obj) const = 0;
+  // Every path ("/a/b", from the layer's root) naming the same inode as `obj`: the names of its
+  // hard-link group in this layer. A store layer reads them from its manifest; a directory layer
+  // has to search its tree, so callers keep this off any hot path (commit asks only for groups
+  // the upper split).
+  virtual Result<std::vector<std::string>> link_names(const ObjRef& obj) const = 0;
 };
 
 }  // namespace lamina::core

@@ -272,6 +272,33 @@ TEST_CASE("lower hard links stay one file through copy-up", "[core][write]") {
   CHECK(s.names("") == std::set<std::string>{"a", "b2"});
 }
 
+// Regression: unlinking one name of an untouched lower group left the others showing 1 link
+// (the index inode's own count, without the recorded offset) instead of 2.
+TEST_CASE("unlinking a name of a lower hard-link group: the others show one link fewer",
+          "[core][write]") {
+  Stack s;
+  t::write_file(s.lower() + "/a", "data");
+  REQUIRE(::link((s.lower() + "/a").c_str(), (s.lower() + "/b").c_str()) == 0);
+  REQUIRE(::link((s.lower() + "/a").c_str(), (s.lower() + "/c").c_str()) == 0);
+  s.mount();
+  REQUIRE(s.fs->unlink(s.fs->root(), "c").ok());
+  for (const char* n : {"a", "b"}) {
+    INFO(n);
+    auto st = s.fs->getattr(s.walk(n));
+    REQUIRE(st.ok());
+    CHECK(st->st_nlink == 2);
+    CHECK(s.read(n) == "data");
+  }
+  s.fs.reset();
+  s.mount();  // a fresh union over the same upper and index: the offset is on disk
+  for (const char* n : {"a", "b"}) {
+    INFO(n << " after remount");
+    auto st = s.fs->getattr(s.walk(n));
+    REQUIRE(st.ok());
+    CHECK(st->st_nlink == 2);
+  }
+}
+
 TEST_CASE("open(O_TRUNC) of a lower file copies no data", "[core][write]") {
   Stack s;
   t::write_file(s.lower() + "/big", std::string(4 << 20, 'x'));
