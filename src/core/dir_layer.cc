@@ -96,9 +96,9 @@ Status find_names(int dir_fd, const std::string& path, dev_t dev, ino_t ino, nli
     if (!sub) continue;  // unreadable or gone: not part of the search
     auto st = sys::fstat(sub->get());
     if (!st || st->st_dev != dev) continue;
-    if (Status f =
-            find_names(sub->get(), (path == "/" ? "/" : path + "/") + name, dev, ino, want, out);
-        !f) {
+    std::string child = path == "/" ? "/" : path + "/";
+    child += name;
+    if (Status f = find_names(sub->get(), child, dev, ino, want, out); !f) {
       return f;
     }
   }

@@ -13,6 +13,7 @@
 #include "lamina/store/maintenance.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 
@@ -94,8 +95,8 @@ Result<GcReport> gc(Store& store, bool dry_run) {
       if (store.has_layer(id)) {
         live_layers.insert(id);
       } else {
-        report.notes.push_back("image " + name + ": names layer " + id +
-                               ", which is not in the store (the image is kept)");
+        report.notes.push_back(fmt::format(
+            "image {}: names layer {}, which is not in the store (the image is kept)", name, id));
       }
     }
   }
@@ -297,7 +298,7 @@ Result<FsckReport> fsck(const Store& store, bool quick) {
       continue;
     }
     for (const std::string& id : image->layers) {
-      if (!store.has_layer(id)) problem("image " + name + ": layer " + id + " is missing");
+      if (!store.has_layer(id)) problem(fmt::format("image {}: layer {} is missing", name, id));
     }
   }
 

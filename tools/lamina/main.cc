@@ -34,10 +34,9 @@ std::string human_bytes(uint64_t bytes) {
   return buf;
 }
 
-}  // namespace lamina::tool
+namespace {
 
-int main(int argc, char** argv) {
-  using namespace lamina::tool;
+int run_main(int argc, char** argv) {
   lamina::log::set_program("lamina");
   lamina::log::set_level(lamina::log::Level::kWarn);
   CLI::App app{
@@ -66,6 +65,18 @@ int main(int argc, char** argv) {
     return f.status;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "lamina: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace
+}  // namespace lamina::tool
+
+int main(int argc, char** argv) {
+  try {
+    return lamina::tool::run_main(argc, argv);
+  } catch (...) {
+    std::fputs("lamina: unexpected error\n", stderr);
     return 1;
   }
 }
