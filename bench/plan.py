@@ -27,6 +27,9 @@ FULL = {
     "xfs_image": "6g",
     "ext4_image": "24g",
     "timeout": 900,
+    "store": (100, 100, 107374),  # dirs, files per dir, bytes per file: 1 GiB in 10,000 files
+    "store_changed": 0.01,        # the incremental commit rewrites this share of the files
+    "store_runs": 5,
 }
 
 QUICK = {
@@ -50,6 +53,9 @@ QUICK = {
     "xfs_image": "512m",
     "ext4_image": "2g",
     "timeout": 120,
+    "store": (10, 20, 16384),
+    "store_changed": 0.01,
+    "store_runs": 1,
 }
 
 
@@ -67,7 +73,7 @@ class Workload:
         self.prewarm = prewarm      # read the tree's files before each run (page cache warm)
         self.plain_args = plain_args or []
         self.only_fuse_rows = only_fuse_rows  # metric keys only FUSE daemons report
-        self.group = group          # "main", "reduced" (rerun below a limit), "xfs"
+        self.group = group          # "main", "reduced" (rerun below a limit), "xfs", "store"
 
 
 def human_size(label):
@@ -202,3 +208,40 @@ def reduced(p, nofile):
     d, n = p["big"]
     q["big"] = (d, max(1, int(n * s_big)))
     return q
+
+
+def store_workloads(p):
+    """`lamina commit` against tar and cp -a (bench/store.py runs them, once per run rather
+    than once per configuration: no mount is involved)."""
+    dirs, per_dir, size = p["store"]
+    n = dirs * per_dir
+    tree = f"a tree of {human_count(n)} files of {size:,} B ({n * size / 2**20:,.0f} MiB of " \
+        f"incompressible bytes) in {dirs} directories"
+    pct = f"{p['store_changed'] * 100:g}%"
+    spec = [
+        ("tar-null", "`tar -cf /dev/null`", "`tar -cf /dev/null DIR`: GNU tar notices the archive is /dev/null "
+         "and reads no file data (metadata only)"),
+        ("tar", "`tar -cf - | cat`", f"`tar -cf - DIR | cat > /dev/null` of {tree}: reads every byte "
+         "(the reference)"),
+        ("cp", "`cp -a` + sync", "`cp -a DIR NEW && sync -f NEW`: the reads and writes of a commit "
+         "into an empty store, without hashing"),
+        ("commit", "lamina commit", "`lamina commit` of the tree into a new, empty store (hash, "
+         "write every object, syncfs, publish)"),
+        ("dedup", "lamina commit, same content again", "`lamina commit` of the same tree into a "
+         "store that already holds it (hash, compare bytes with the stored objects, add nothing)"),
+    ]
+    w = []
+    for kind, label, title in spec:
+        for cache in ("cold", "warm"):
+            what = "after sync + drop_caches" if cache == "cold" else \
+                "after one untimed read of the tree" + (" and the store's objects"
+                                                        if kind == "dedup" else "")
+            w.append(Workload(f"store-{kind}-{cache}", f"{title}; {cache}: {what}", kind,
+                              "store", [f"cache={cache}"], [("wall", f"{label}, {cache}")],
+                              heavy=True, group="store"))
+    w.append(Workload("store-incr-cold", f"`lamina commit` of the tree with {pct} of its files "
+                      "rewritten (new random bytes, same size) into the store that holds the "
+                      "original; cold", "incr", "store", ["cache=cold"],
+                      [("wall", f"lamina commit, {pct} changed, cold")], heavy=True,
+                      group="store"))
+    return w

@@ -50,6 +50,8 @@ def aggregate(results):
     cfgs = [c["name"] for c in results["configs"]]
     rows = []
     for w in results["workloads"]:
+        if w.get("group") == "store":
+            continue  # no configurations: store_section() has their table
         for key, label in w["rows"]:
             cells = {}
             for c in cfgs:
@@ -129,6 +131,11 @@ def render(results, rows, ref, made, rel, plot_note):
         f"{results['duration_s'] / 60:.1f} minutes. Do not edit by hand: rerun the command "
         "(or `bench/run_bench.py --report-only docs/bench/results.json` to redo only the "
         "text and plots).\n")
+    for mg in results.get("merges", []):
+        add(f"The rows of {', '.join(f'`{wid}`' for wid in mg['workloads'])} come from a later "
+            f"run on {mg['meta']['date']} ({mg['params']['name']} mode, "
+            f"{mg['duration_s'] / 60:.1f} minutes: `bench/run_bench.py --only … --merge "
+            "docs/bench/results.json`), merged into this run's results.\n")
 
     add("## Machine\n")
     add("| what | value |\n| --- | --- |")
@@ -247,6 +254,10 @@ def render(results, rows, ref, made, rel, plot_note):
         add(curve_table(results, rows, cfgs, "copyup-xfs",
                         "XFS loop image, `mkfs.xfs -m reflink=1`"))
 
+    store_md = store_section(results)
+    if store_md:
+        add(store_md)
+
     add("## All results\n")
     add("Per workload and configuration: median, min and max over the runs (n = successful "
         "runs), and the ratios of the median.\n")
@@ -279,10 +290,9 @@ def render(results, rows, ref, made, rel, plot_note):
     add("")
 
     add("## Not built yet\n")
-    add("These rows of issue 6 need lamina's content-addressed store, which does not exist "
-        "yet; they get filled in once `lamina commit` and store layers land.\n")
+    add("This row of issue 6 needs laminafs to mount store layers, which does not exist yet "
+        "(`lamina commit` has its own section above).\n")
     add("| workload | result |\n| --- | --- |")
-    add("| `lamina commit` of an upper (20,000 new files; 1 GiB file) | not built yet |")
     add("| laminafs over store layers (the read workloads above, layers from the store) | "
         "not built yet |")
     add("")
@@ -310,3 +320,154 @@ def curve_table(results, rows, cfgs, wid, title):
                             f"{fmt_time(cell['max'])})")
         out.append(f"| {size} | " + " | ".join(vals) + " |")
     return "\n".join(out) + "\n"
+
+
+# --- the store workloads (bench/store.py) ---------------------------------------------------
+
+
+def meta_of(results, wid):
+    """(meta, params, duration) of the run that measured workload `wid` (merged or not)."""
+    for mg in reversed(results.get("merges", [])):
+        if wid in mg["workloads"]:
+            return mg["meta"], mg["params"], mg["duration_s"]
+    return results["meta"], results["params"], results["duration_s"]
+
+
+def fmt_bytes(n):
+    if n is None:
+        return "–"
+    for unit, mult in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= mult:
+            v = n / mult
+            return f"{v:,.0f} {unit}" if v >= 100 else f"{v:.3g} {unit}"
+    return f"{n:,} B"
+
+
+def store_cells(results):
+    """{wid: {metric: {median, min, max}, "n", "failed"}} over the store records."""
+    out = {}
+    for w in results["workloads"]:
+        if w.get("group") != "store":
+            continue
+        mine = [r for r in results["records"] if r["workload"] == w["wid"]]
+        ok = [r for r in mine if not r["error"]]
+        cell = {"n": len(ok), "failed": len(mine) - len(ok)}
+        for key in sorted({k for r in ok for k in r["metrics"]}):
+            vals = [r["metrics"][key] for r in ok if key in r["metrics"]]
+            cell[key] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
+        out[w["wid"]] = cell
+    return out
+
+
+def store_section(results):
+    wls = [w for w in results["workloads"] if w.get("group") == "store"]
+    if not wls:
+        return ""
+    cells = store_cells(results)
+    m, p, duration = meta_of(results, wls[0]["wid"])
+    dirs, per_dir, size = p["store"]
+    nfiles = dirs * per_dir
+    out = []
+    add = out.append
+    add("## Store: `lamina commit` against tar\n")
+    merged = m is not results["meta"]
+    runs = f"{p['store_runs']} run{'s' if p['store_runs'] != 1 else ''}"
+    add(f"Measured on {m['date']} ({p['name']} mode, {runs} of each workload{', in a later run merged into this report' if merged else ''}), on:\n")
+    add("| what | value |\n| --- | --- |")
+    add(f"| CPU, cores, RAM | {m['cpu']}, {m['cores']}, {m['ram_gib']} GiB |")
+    add(f"| kernel, OS | {m['kernel']}, {m['distro']} |")
+    add(f"| filesystem (tree, stores, copies) | {m.get('backing_fs') or m['backing']} |")
+    add(f"| lamina | {m['laminafs'].replace('laminafs', 'lamina')}, commit "
+        f"{m['laminafs_git'] or '?'} |")
+    if m.get("load_start"):
+        add(f"| load average at start / end | {m['load_start']} / {m.get('load_end', '?')} |")
+    add("")
+    add(f"The tree: {nfiles:,} files of {size:,} B ({fmt_bytes(nfiles * size)} of incompressible "
+        f"bytes, every file different) in {dirs} directories. Each run of a workload is one "
+        "command (or pipeline) timed from its first fork to the exit of its last process; "
+        "*user* and *sys* are the CPU seconds of its processes (`os.wait4`). *cold*: `sync` + "
+        "`drop_caches` right before; *warm*: the tree (and, for the dedup commit, the store's "
+        "objects) read once before. Runs interleave: each round runs every workload once, "
+        "in an order rotated by one per round. Every commit's JSON result is checked (one new "
+        "object per file into an empty store; nothing added by the same content again; "
+        "exactly the changed files added by the incremental commit): a wrong count fails the "
+        "run.\n")
+
+    def med(wid, key="wall"):
+        return cells.get(wid, {}).get(key, {}).get("median")
+
+    lines = []
+    for cache in ("cold", "warm"):
+        c, t = med(f"store-commit-{cache}"), med(f"store-tar-{cache}")
+        if c and t:
+            lines.append(f"- **commit ÷ tar, {cache}: {fmt_ratio(c / t)}** (commit "
+                         f"{fmt_time(c)}, {throughput(cells, f'store-commit-{cache}')}; "
+                         f"`tar | cat` {fmt_time(t)}, {throughput(cells, f'store-tar-{cache}')})")
+        cp = med(f"store-cp-{cache}")
+        if c and cp:
+            lines.append(f"- commit ÷ `cp -a` + sync, {cache}: {fmt_ratio(c / cp)} (cp "
+                         f"{fmt_time(cp)}, {throughput(cells, f'store-cp-{cache}')})")
+    for cache in ("cold", "warm"):
+        c, u = med(f"store-commit-{cache}"), med(f"store-commit-{cache}", "user")
+        if c and u is not None:
+            lines.append(f"- user CPU of the commit into an empty store, {cache}: {fmt_time(u)} "
+                         f"of {fmt_time(c)} wall ({u / c * 100:.0f}%): hashing, and everything "
+                         "else lamina computes, is at most that share of the time")
+    for wid, what in (("store-dedup-cold", "same content again, cold"),
+                      ("store-dedup-warm", "same content again, warm"),
+                      ("store-incr-cold", f"{p['store_changed'] * 100:g}% changed, cold")):
+        cell = cells.get(wid)
+        if cell and "bytes_added" in cell:
+            lines.append(f"- commit, {what}: {fmt_time(med(wid))}, added "
+                         f"{cell['objects_added']['max']:,} objects of "
+                         f"{fmt_bytes(cell['bytes_added']['max'])} (largest of "
+                         f"{cell['n']} runs)")
+    if lines:
+        add("\n".join(lines) + "\n")
+
+    add("| workload | median | min | max | n | throughput | user CPU | sys CPU | × tar | "
+        "objects added | bytes added |")
+    add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for w in wls:
+        cell = cells[w["wid"]]
+        label = md_cell(w["rows"][0][1])
+        n = f"{cell['n']}" + (f" ({cell['failed']} failed)" if cell["failed"] else "")
+        if not cell["n"]:
+            add(f"| {label} | **failed** | | | {n} | | | | | | |")
+            continue
+        cache = "warm" if w["wid"].endswith("-warm") else "cold"
+        ref = med(f"store-tar-{cache}")
+        r = fmt_ratio(cell["wall"]["median"] / ref) if ref else "–"
+        objs = f"{cell['objects_added']['median']:,.0f}" if "objects_added" in cell else ""
+        added = fmt_bytes(cell["bytes_added"]["median"]) if "bytes_added" in cell else ""
+        add(f"| {label} | {fmt_time(cell['wall']['median'])} | {fmt_time(cell['wall']['min'])} "
+            f"| {fmt_time(cell['wall']['max'])} | {n} | {throughput(cells, w['wid'])} | "
+            f"{fmt_time(cell['user']['median'])} | {fmt_time(cell['sys']['median'])} | {r} | "
+            f"{objs} | {added} |")
+    add("")
+    add("Reading the rows:\n")
+    add("- GNU tar checks whether its archive is `/dev/null` and then only stats the files, "
+        "never reading their data, so `tar -cf /dev/null` measures a metadata walk. The "
+        "reference is therefore `tar -cf - DIR | cat > /dev/null`, which has to read every "
+        "byte; × tar divides by its median at the same cache state.")
+    add("- A commit into an empty store reads the tree *and writes* every byte again (the "
+        "objects), then `syncfs`; tar only reads. Warm, tar reads from the page cache while the "
+        "commit still writes the whole tree to the disk, so the warm ratio is mostly the cost "
+        "of that write: `cp -a` + `sync -f` does the same reads and writes without hashing and "
+        "is the fairer bound there.")
+    add("- A second commit of the same content reads the tree and, for the byte comparison "
+        "before an existing object is reused, the stored object too: twice the reads of tar. "
+        "It writes nothing to the disk, but the store writes every file to an unnamed "
+        "`O_TMPFILE` while hashing it and only then finds the name taken (docs/formats.md, "
+        "*Publishing*), so each byte is also copied once in memory and dropped: see its sys "
+        "CPU. The incremental commit reads everything as well (a plain directory given as "
+        "upper has no parent to compare with), and writes only the changed files.")
+    add("- Throughput is the tree's bytes divided by the wall time.\n")
+    return "\n".join(out)
+
+
+def throughput(cells, wid):
+    cell = cells.get(wid, {})
+    if "content_bytes" not in cell or not cell["wall"]["median"]:
+        return "–"
+    return f"{cell['content_bytes']['median'] / cell['wall']['median'] / 2**20:,.0f} MiB/s"

@@ -5,13 +5,15 @@
 Builds every tree once as lower layers, then for each workload runs every configuration
 (plain dir, laminafs, kernel overlayfs with redirect_dir/metacopy off and on,
 fuse-overlayfs) interleaved run by run, each run on a fresh mount with fresh upper and work
-dirs; bench/lamina_bench (C++) times the syscalls and prints one JSON line. The results go to
-a JSON file, and bench/report.py writes the Markdown report and the PNG plots.
+dirs; bench/lamina_bench (C++) times the syscalls and prints one JSON line. The store
+workloads (bench/store.py: `lamina commit` against tar) run once per run, without a mount.
+The results go to a JSON file, and bench/report.py writes the Markdown report and the PNG
+plots.
 
   run_bench.py [--quick] [--out docs/benchmarks.md] [--plots docs/bench] [--bench-dir DIR]
                [--build-dir build] [--runs N] [--only WID,..] [--configs NAME,..] [--no-xfs]
                [--backing loop|dir] [--daemon-nofile N] [--strict] [--keep]
-               [--report-only RESULTS.json]
+               [--merge RESULTS.json] [--report-only RESULTS.json]
 
 Needs root (mounts, drop_caches, loop devices) and /dev/fuse. Every mount, daemon and loop
 device is torn down at the end, on failure and on Ctrl-C/SIGTERM. Timings are never asserted.
@@ -35,6 +37,7 @@ import configs as cfgmod  # noqa: E402
 import machine  # noqa: E402
 import plan  # noqa: E402
 import report  # noqa: E402
+import store as storemod  # noqa: E402
 import trees as treemod  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -249,6 +252,26 @@ def check_counts(records):
     return problems
 
 
+def merge_results(old, new):
+    """`old` with the workloads `new` ran replaced by new's (workloads, records, failures);
+    old's machine facts, date and parameters stay, and merges[] records when and where the
+    replaced workloads ran (report.meta_of shows those with their rows)."""
+    ran = [w["wid"] for w in new["workloads"]]
+
+    def of_ran(failure):
+        return any(failure.startswith((f"{wid} /", f"{wid}:")) for wid in ran)
+
+    out = dict(old)
+    out["workloads"] = [w for w in old["workloads"] if w["wid"] not in ran] + new["workloads"]
+    out["records"] = [r for r in old["records"] if r["workload"] not in ran] + new["records"]
+    out["failures"] = [f for f in old["failures"] if not of_ran(f)] + new["failures"]
+    out["merges"] = [m for m in old.get("merges", [])
+                     if not set(m["workloads"]) <= set(ran)]
+    out["merges"].append({"workloads": ran, "meta": new["meta"], "params": new["params"],
+                          "duration_s": new["duration_s"]})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, one run (smoke test)")
@@ -270,6 +293,9 @@ def main():
     ap.add_argument("--strict", action="store_true",
                     help="exit 1 when a workload failed (always on with --quick)")
     ap.add_argument("--keep", action="store_true", help="keep the backing directory")
+    ap.add_argument("--merge", metavar="RESULTS",
+                    help="merge this run's workloads into an earlier results JSON (e.g. "
+                    "docs/bench/results.json after --only): the report keeps the other rows")
     ap.add_argument("--report-only", metavar="RESULTS", help="rewrite the report from a JSON")
     opts = ap.parse_args()
     quick_dir = os.path.join(REPO, "build", "bench-quick")
@@ -290,11 +316,16 @@ def main():
 
     p = dict(plan.QUICK if opts.quick else plan.FULL)
     if opts.runs:
-        p["runs"] = p["runs_heavy"] = opts.runs
+        p["runs"] = p["runs_heavy"] = p["store_runs"] = opts.runs
+    merge_from = None
+    if opts.merge:
+        with open(opts.merge) as f:  # read now: the run rewrites it when it is --plots's
+            merge_from = json.load(f)
     scratch = os.path.abspath(opts.bench_dir or ("/var/tmp/lamina-bench-quick" if opts.quick
                                                  else "/var/tmp/lamina-bench"))
     laminafs = os.path.join(opts.build_dir, "bin", "laminafs")
-    for exe in (laminafs, os.path.join(opts.build_dir, "bin", "lamina_bench")):
+    for exe in (laminafs, os.path.join(opts.build_dir, "bin", "lamina_bench"),
+                os.path.join(opts.build_dir, "bin", "lamina")):
         if not os.access(exe, os.X_OK):
             sys.exit(f"run_bench.py: {exe} missing: run `make build` first")
 
@@ -339,6 +370,7 @@ def main():
 
     runner = Runner(opts, p, configs, cleanup)
     reduced_wls = []
+    store_wls = []
     xfs_note = None
     interrupted = None
     backing = None
@@ -357,12 +389,16 @@ def main():
         os.makedirs(tar_dir)
         tarball = treemod.make_tarball(runner.gen, p, tar_dir)
         wls = plan.workloads(p, tarball)
+        store_wls = plan.store_workloads(p)
         if opts.only:
+            # An id, or "store" for every store workload.
             keep = set(opts.only.split(","))
             wls = [w for w in wls if w.wid in keep]
+            store_wls = [w for w in store_wls if w.wid in keep or w.group in keep]
         xfs_on = not opts.no_xfs and (not opts.only or "copyup-xfs" in opts.only.split(","))
         runs_of = {w.wid: p["runs_heavy"] if w.heavy else p["runs"] for w in wls}
         runner.total = len(configs) * (sum(runs_of.values()) + (p["runs_heavy"] if xfs_on else 0))
+        runner.total += len(store_wls) * p["store_runs"]
         needed = sorted({w.tree for w in wls})
         shared = {w.tree for w in wls if w.plain == "shared"}
         log("building trees")
@@ -374,6 +410,10 @@ def main():
             xfs_note = run_xfs(runner, p, scratch, tree_objs)
             if xfs_note:
                 log(f"XFS reflink curve skipped: {xfs_note}")
+        if store_wls:
+            log("store workloads")
+            storemod.run(runner, p, base, store_wls,
+                         os.path.join(opts.build_dir, "bin", "lamina"))
     except KeyboardInterrupt as e:
         interrupted = str(e) or "Ctrl-C"
         log(f"interrupted ({interrupted}): cleaning up")
@@ -389,6 +429,7 @@ def main():
     duration = time.monotonic() - started
     meta["load_end"] = machine.loadavg()
     all_wls = wls + reduced_wls + ([plan.xfs_workload(p)] if xfs_on and not xfs_note else [])
+    all_wls += store_wls
     failures = group_failures(runner.records)
     failures += check_counts(runner.records)
     results = {
@@ -405,6 +446,9 @@ def main():
         "failures": failures,
         "duration_s": round(duration, 1),
     }
+    if merge_from is not None:
+        results = merge_results(merge_from, results)
+        log(f"merged into the results of {merge_from['meta']['date']} from {opts.merge}")
     os.makedirs(opts.plots, exist_ok=True)
     results_path = os.path.join(opts.plots, "results.json")
     with open(results_path, "w") as f:
