@@ -14,6 +14,7 @@ PACKAGES=(
   # build
   build-essential cmake ninja-build pkg-config
   libfuse3-dev libxxhash-dev libfmt-dev libcli11-dev nlohmann-json3-dev
+  libarchive-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev
   # tests
   catch2
   fuse3             # fusermount3, /etc/fuse.conf
@@ -21,6 +22,7 @@ PACKAGES=(
   busybox-static    # the demo's bottom layer (a static /bin/busybox)
   fuse-overlayfs    # interop test: laminafs reads the uppers it writes
   git               # write tests: a real workload (git init/add/commit) inside the mount
+  skopeo umoci docker-registry  # OCI interop tests (registry started on 127.0.0.1 by the test)
   # lint
   clang-format clang-tidy
   # benchmarks (make bench, make bench-quick)

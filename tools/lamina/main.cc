@@ -53,6 +53,8 @@ int run_main(int argc, char** argv) {
   add_images(app, g, action);
   add_mount(app, g, action);
   add_maintenance(app, g, action);
+  add_oci(app, g, action);
+  add_registry(app, g, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

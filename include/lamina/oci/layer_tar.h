@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The one owner of the OCI layer tar encoding (image-spec "layer.md"), both ways.
+//
+// Writing (export, push): a store layer's manifest -> a PAX tar stream with every entry sorted
+// (the manifest order: parents before children), a directory's whiteouts (".wh.NAME", and
+// ".wh..wh..opq" for an opaque directory) before its other entries, hard links only to files
+// earlier in the same layer, xattrs as SCHILY.xattr.* (never overlay xattrs or
+// security.selinux), whole-second mtimes, no atime/ctime/uname/gname, the two zero end blocks;
+// then compressed (gzip without a timestamp or name, or zstd), with the SHA-256 of the tar
+// (diff_id) and of the compressed bytes (digest) computed on the exact bytes written. The same
+// layer always gives the same bytes.
+//
+// Reading (import, pull): a layer tar (uncompressed, gzip or zstd; PAX, GNU or ustar) ->
+// objects in the store and a manifest, refusing hostile entries with a message naming the entry:
+// absolute paths, "..", an entry reached through a symlink (of this layer or the layers below),
+// a hard link to outside the layer or to a later entry, duplicate paths, device nodes when not
+// root, a bare ".wh.", a truncated or corrupt stream, a diff_id that does not match.
+
+#include <string>
+#include <vector>
+
+#include "lamina/oci/layout.h"
+#include "lamina/store/manifest.h"
+#include "lamina/store/store.h"
+
+namespace lamina::oci {
+
+struct LayerBlob {
+  std::string digest;   // of the bytes written (compressed)
+  std::string diff_id;  // of the uncompressed tar
+  int64_t size = 0;     // bytes written
+  std::string media_type;
+};
+
+// Writes the layer `manifest` (objects read from `store`) to `out_fd` (from its current
+// offset). Returns false with *error naming the entry or step on failure.
+bool write_layer_tar(const store::Store& store, const store::Manifest& manifest,
+                     Compression compression, int out_fd, LayerBlob* blob, std::string* error);
+
+struct ReadLayerOptions {
+  // The manifests of the layers below, bottom first: a path reached through a symlink of any of
+  // them is refused too.
+  std::vector<const store::Manifest*> below;
+  // Device nodes are refused unless this is true (lamina sets it when running as root).
+  bool allow_devices = false;
+  // When not empty, the SHA-256 the uncompressed tar must have.
+  std::string expected_diff_id;
+};
+
+// Reads a layer tar (any compression libarchive detects) from `in_fd` into `store` (objects)
+// and *manifest (validated, not yet published). REQUIRES: the store's shared lock is held.
+// On failure returns false and *error names the entry and the problem; objects stored so far
+// stay unreferenced (gc removes them).
+bool read_layer_tar(store::Store& store, int in_fd, const ReadLayerOptions& options,
+                    store::Manifest* manifest, std::string* diff_id, std::string* error);
+
+}  // namespace lamina::oci
