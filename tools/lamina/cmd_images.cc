@@ -254,7 +254,35 @@ int inspect_layer(const Globals& g, const Store& st, const std::string& id, bool
   if (!have_manifest) throw Failure(error);
   if (g.json) {
     json j = layer_json(st, id, used_by);
-    if (entries) j["manifest"] = *st.read_manifest_bytes(id);
+    if (entries) {
+      json list = json::array();
+      for (const auto& e : m.entries) {
+        json x = {{"path", e.path}, {"kind", std::string(1, static_cast<char>(e.kind))}};
+        if (e.kind != store::EntryKind::kWhiteout && e.kind != store::EntryKind::kHardlink) {
+          x["mode"] = e.mode;
+          x["uid"] = e.uid;
+          x["gid"] = e.gid;
+          x["mtime"] = e.mtime_sec;
+          x["mtime_nsec"] = e.mtime_nsec;
+        }
+        if (e.kind == store::EntryKind::kFile) {
+          x["size"] = e.size;
+          x["object"] = e.object;
+        }
+        if (!e.target.empty()) x["target"] = e.target;
+        if (e.kind == store::EntryKind::kChar || e.kind == store::EntryKind::kBlock) {
+          x["rdev"] = std::to_string(e.rdev_major) + ":" + std::to_string(e.rdev_minor);
+        }
+        if (e.opaque) x["opaque"] = true;
+        if (!e.xattrs.empty()) {
+          json names = json::array();
+          for (const auto& xa : e.xattrs) names.push_back(xa.first);
+          x["xattrs"] = names;
+        }
+        list.push_back(std::move(x));
+      }
+      j["entries_list"] = std::move(list);
+    }
     print_json(j);
     return 0;
   }
@@ -312,6 +340,10 @@ int run_inspect(const Globals& g, const std::string& what, bool entries) {
   std::string why;
   if (Store::valid_image_name(what, &why)) {
     auto img = st->read_image(what);
+    if (img && entries) {
+      throw Failure("--entries lists a layer's entries: give one of the layer ids of '" + what +
+                    "' (lamina inspect " + what + " lists them)");
+    }
     if (img) return inspect_image(g, *st, *img);
     if (img.code() != ENOENT) throw Failure(image_error(what, img.error()));
   }
