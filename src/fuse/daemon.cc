@@ -25,7 +25,9 @@
 namespace lamina::fuse {
 namespace {
 
-void fail(const std::string& msg) { std::fprintf(stderr, "laminafs: %s\n", msg.c_str()); }
+const char* program_name = "laminafs";  // set once by run_daemon, before any thread starts
+
+void fail(const std::string& msg) { std::fprintf(stderr, "%s: %s\n", program_name, msg.c_str()); }
 
 // Nodes hold O_PATH descriptors, one per contributing layer: take every descriptor allowed.
 void raise_fd_limit() {
@@ -190,9 +192,10 @@ void print_version() {
   fuse_lowlevel_version();  // "using FUSE kernel interface version X.Y"
 }
 
-int run_daemon(const core::MountOptions& o,
-               std::vector<std::unique_ptr<core::Layer>> extra_lowers) {
-  log::set_program("laminafs");
+int run_daemon(const core::MountOptions& o, std::vector<std::unique_ptr<core::Layer>> extra_lowers,
+               const char* program) {
+  program_name = program;
+  log::set_program(program);
   log::set_level(o.debug ? log::Level::kDebug : log::Level::kWarn);
   raise_fd_limit();
 
@@ -289,7 +292,7 @@ int run_daemon(const core::MountOptions& o,
       fuse_session_destroy(se);
       return 1;
     }
-    log::use_syslog("laminafs");
+    log::use_syslog(program);
   }
 
   fuse_loop_config* cfg = fuse_loop_cfg_create();

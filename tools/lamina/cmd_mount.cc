@@ -127,7 +127,7 @@ int run_mount(const Globals& g, const MountArgs& a) {
       layers.push_back(std::move(layer));
     }
   }
-  return fuse::run_daemon(o, std::move(layers));
+  return fuse::run_daemon(o, std::move(layers), "lamina");
 }
 
 }  // namespace
