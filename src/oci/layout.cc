@@ -27,7 +27,10 @@ std::string temp_name(const char* what) {
 json descriptor_json(const Descriptor& d) {
   json j = {{"mediaType", d.media_type}, {"digest", d.digest}, {"size", d.size}};
   if (!d.annotations.empty()) j["annotations"] = d.annotations;
-  if (!d.platform_json.empty()) j["platform"] = json::parse(d.platform_json, nullptr, false);
+  if (!d.platform_json.empty()) {
+    json p = json::parse(d.platform_json, nullptr, false);
+    if (!p.is_discarded()) j["platform"] = std::move(p);
+  }
   return j;
 }
 
@@ -66,6 +69,19 @@ bool parse_descriptor(const json& j, Descriptor* d, const std::string& where, st
 }
 
 json parse_or_discard(std::string_view text) { return json::parse(text, nullptr, false); }
+
+// j[key] when j is an object holding a value of that type; json::value() throws instead when
+// the key holds another type, and these documents come from outside.
+int64_t int_field(const json& j, const char* key) {
+  if (!j.is_object()) return -1;
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : -1;
+}
+std::string string_field(const json& j, const char* key) {
+  if (!j.is_object()) return {};
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
 
 }  // namespace
 
@@ -127,23 +143,24 @@ std::string to_json(const Index& i) {
 }
 
 bool parse_manifest(std::string_view text, ImageManifest* m, std::string* error) {
+  *m = ImageManifest{};
   json j = parse_or_discard(text);
   if (j.is_discarded() || !j.is_object()) {
     *error = "manifest: not a JSON object";
     return false;
   }
-  if (j.value("schemaVersion", 0) != 2) {
+  if (int_field(j, "schemaVersion") != 2) {
     *error = "manifest: schemaVersion is not 2";
     return false;
   }
   m->media_type = j.contains("mediaType") && j["mediaType"].is_string()
                       ? j["mediaType"].get<std::string>()
                       : std::string(kMediaManifest);
-  if (!j.contains("config") ||
-      !parse_descriptor(j["config"], &m->config, "manifest config", error)) {
-    if (error->empty()) *error = "manifest: no config";
+  if (!j.contains("config")) {
+    *error = "manifest: no config";
     return false;
   }
+  if (!parse_descriptor(j["config"], &m->config, "manifest config", error)) return false;
   if (!j.contains("layers") || !j["layers"].is_array()) {
     *error = "manifest: no layers array";
     return false;
@@ -164,6 +181,7 @@ bool parse_manifest(std::string_view text, ImageManifest* m, std::string* error)
 }
 
 bool parse_config(std::string_view text, ImageConfig* c, std::string* error) {
+  *c = ImageConfig{};
   json j = parse_or_discard(text);
   if (j.is_discarded() || !j.is_object()) {
     *error = "image config: not a JSON object";
@@ -194,12 +212,13 @@ bool parse_config(std::string_view text, ImageConfig* c, std::string* error) {
 }
 
 bool parse_index(std::string_view text, Index* i, std::string* error) {
+  *i = Index{};
   json j = parse_or_discard(text);
   if (j.is_discarded() || !j.is_object()) {
     *error = "index.json: not a JSON object";
     return false;
   }
-  if (j.value("schemaVersion", 0) != 2) {
+  if (int_field(j, "schemaVersion") != 2) {
     *error = "index.json: schemaVersion is not 2";
     return false;
   }
@@ -273,7 +292,7 @@ std::unique_ptr<LayoutWriter> LayoutWriter::open(const std::string& dir, std::st
     }
   } else {
     auto j = json::parse(*layout, nullptr, false);
-    if (j.is_discarded() || j.value("imageLayoutVersion", "") != "1.0.0") {
+    if (j.is_discarded() || string_field(j, "imageLayoutVersion") != "1.0.0") {
       return fail("oci-layout does not say imageLayoutVersion 1.0.0");
     }
     auto idx = sys::read_file(im.dir_fd.get(), "index.json");
@@ -324,7 +343,10 @@ Result<Descriptor> LayoutWriter::put_blob(std::string_view bytes, std::string_vi
   d.media_type = std::string(media_type);
   d.digest = sha256_digest(bytes);
   d.size = static_cast<int64_t>(bytes.size());
-  if (Status s = commit_blob(name, d.digest); !s) return s.error();
+  if (Status s = commit_blob(name, d.digest); !s) {
+    abort_blob(name);
+    return s.error();
+  }
   return d;
 }
 
@@ -376,7 +398,7 @@ std::unique_ptr<LayoutReader> LayoutReader::open(const std::string& dir, std::st
   auto layout = sys::read_file(im.dir_fd.get(), "oci-layout");
   if (!layout) return fail("not an OCI image layout (no oci-layout file)");
   auto j = json::parse(*layout, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || j.value("imageLayoutVersion", "") != "1.0.0") {
+  if (j.is_discarded() || !j.is_object() || string_field(j, "imageLayoutVersion") != "1.0.0") {
     return fail("oci-layout does not say imageLayoutVersion 1.0.0");
   }
   auto idx = sys::read_file(im.dir_fd.get(), "index.json");
@@ -423,7 +445,8 @@ bool LayoutReader::resolve(const std::string& tag, Descriptor* manifest, std::st
     const Descriptor* pick = nullptr;
     for (const auto& m : nested.manifests) {
       json p = json::parse(m.platform_json.empty() ? "{}" : m.platform_json, nullptr, false);
-      if (p.is_object() && p.value("os", "") == "linux" && p.value("architecture", "") == "amd64") {
+      if (p.is_object() && string_field(p, "os") == "linux" &&
+          string_field(p, "architecture") == "amd64") {
         pick = &m;
         break;
       }

@@ -19,11 +19,20 @@ struct ExportOptions {
   ProgressFn progress;
 };
 
-// Writes image `name` of the store into the layout at `dir` (created if needed) under `tag`
-// (empty: the image's name). Returns the manifest's descriptor. Takes the store's shared lock.
+// Writes image `name` of the store into the layout at `dir` (created if needed; an existing
+// `dir` must be an empty directory or a layout, whose other tags are kept) under `tag` (empty:
+// default_layout_tag(name)), replacing an earlier manifest of that tag. Layers are written
+// bottom first as blobs (write_layer_tar), then the config (diff_ids, `created` of the image,
+// its "config" object) and the manifest. Returns the manifest's descriptor (with the tag as its
+// ref.name annotation). Takes the store's shared lock. The same image gives the same blobs.
 bool export_image(store::Store& store, const std::string& name, const std::string& dir,
                   const std::string& tag, const ExportOptions& options, Descriptor* manifest,
                   std::string* error);
+
+// The tag an image is exported under when none is given: its name with every byte outside
+// [A-Za-z0-9_.-] ('/', ':', '@') replaced by '-', at most 128 bytes (a valid docker/skopeo
+// tag): "library/app:1.0" -> "library-app-1.0".
+std::string default_layout_tag(const std::string& image_name);
 
 struct ImportOptions {
   bool replace = false;  // replace an image of the same name

@@ -17,6 +17,8 @@
 // a hard link to outside the layer or to a later entry, duplicate paths, device nodes when not
 // root, a bare ".wh.", a truncated or corrupt stream, a diff_id that does not match.
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -34,9 +36,12 @@ struct LayerBlob {
 };
 
 // Writes the layer `manifest` (objects read from `store`) to `out_fd` (from its current
-// offset). Returns false with *error naming the entry or step on failure.
+// offset). Returns false with *error naming the entry or step on failure. `progress`, when set,
+// is called with the bytes of file contents written so far. Sockets are left out (a tar cannot
+// hold them). The exact entry rules are in docs/formats.md ("OCI layer tars").
 bool write_layer_tar(const store::Store& store, const store::Manifest& manifest,
-                     Compression compression, int out_fd, LayerBlob* blob, std::string* error);
+                     Compression compression, int out_fd, LayerBlob* blob, std::string* error,
+                     const std::function<void(uint64_t file_bytes)>& progress = {});
 
 struct ReadLayerOptions {
   // The manifests of the layers below, bottom first: a path reached through a symlink of any of

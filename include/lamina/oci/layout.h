@@ -81,9 +81,9 @@ std::string to_json(const ImageManifest& m);
 std::string to_json(const ImageConfig& c);
 std::string to_json(const Index& i);
 // Parsing: false with *error naming the document and the field on failure.
-bool parse_manifest(std::string_view json, ImageManifest* m, std::string* error);
-bool parse_config(std::string_view json, ImageConfig* c, std::string* error);
-bool parse_index(std::string_view json, Index* i, std::string* error);
+bool parse_manifest(std::string_view text, ImageManifest* m, std::string* error);
+bool parse_config(std::string_view text, ImageConfig* c, std::string* error);
+bool parse_index(std::string_view text, Index* i, std::string* error);
 
 // A layout directory being written. Blobs are written to a temp file in DIR/blobs/sha256/ and
 // renamed to their digest; an existing blob of that digest is kept (same name, same bytes).
