@@ -17,6 +17,10 @@
 // a hard link to outside the layer or to a later entry, duplicate paths, device nodes when not
 // root, a bare ".wh.", a truncated or corrupt stream, a diff_id that does not match.
 
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -46,6 +50,12 @@ struct ReadLayerOptions {
   bool allow_devices = false;
   // When not empty, the SHA-256 the uncompressed tar must have.
   std::string expected_diff_id;
+  // When not empty, the SHA-256 of the bytes read from the input (the blob as stored, usually
+  // compressed); when >= 0, their count. Both checked once the input is read to its end.
+  std::string expected_digest;
+  int64_t expected_size = -1;
+  // Called after each read with the count of input bytes read so far.
+  std::function<void(uint64_t)> progress;
 };
 
 // Reads a layer tar (any compression libarchive detects) from `in_fd` into `store` (objects)
@@ -54,5 +64,12 @@ struct ReadLayerOptions {
 // stay unreferenced (gc removes them).
 bool read_layer_tar(store::Store& store, int in_fd, const ReadLayerOptions& options,
                     store::Manifest* manifest, std::string* diff_id, std::string* error);
+
+// The input of read_layer_stream: reads up to `size` bytes into `buf`; 0 at the end.
+using ReadFn = std::function<Result<size_t>(void* buf, size_t size)>;
+
+// The same from any byte stream (a member of a `docker save` archive, a registry download).
+bool read_layer_stream(store::Store& store, const ReadFn& read, const ReadLayerOptions& options,
+                       store::Manifest* manifest, std::string* diff_id, std::string* error);
 
 }  // namespace lamina::oci
