@@ -51,7 +51,6 @@ bool publish(store::Store& store, const std::string& name, const std::string& so
              std::string* error) {
   store::Image image;
   image.name = name;
-  image.created = config.created;
   image.config_json = config.config_json.empty() ? "{}" : config.config_json;
   for (size_t i = 0; i < layers.size(); ++i) {
     store::LayerInfo info;
@@ -72,7 +71,8 @@ bool publish(store::Store& store, const std::string& name, const std::string& so
     }
     image.layers.push_back(*id);
   }
-  if (image.created.empty()) image.created = store::Store::now_rfc3339();
+  // When it entered the store, as for a commit (the OCI config's own "created" is not kept).
+  image.created = store::Store::now_rfc3339();
   if (Status s = store.write_image(image, options.replace); !s) {
     *error = s.code() == EEXIST ? "image '" + name + "' exists (use --force to replace it)"
                                 : "cannot write image '" + name + "': " + s.error().message();

@@ -16,6 +16,12 @@
 // absolute paths, "..", an entry reached through a symlink (of this layer or the layers below),
 // a hard link to outside the layer or to a later entry, duplicate paths, device nodes when not
 // root, a bare ".wh.", a truncated or corrupt stream, a diff_id that does not match.
+// Paths lose a leading "./" (and empty or "." components); missing parent directories are made
+// up (0755, root, mtime 0), as is "/" when the tar has no "./". ".wh..wh..opq" makes its
+// directory opaque; other ".wh..wh.*" names (aufs) are refused; ".wh.NAME" beside an entry NAME
+// of the same layer: the entry stays (a directory becomes opaque). A hard link to a symlink,
+// device or fifo becomes a copy of that entry; a hard link group's first name in manifest order
+// holds the file. Sockets are skipped with a warning. Overlay xattrs are dropped.
 
 #include <sys/types.h>
 
