@@ -39,8 +39,9 @@ void add_images(CLI::App& app, Globals& g, Action& action);       // cmd_images.
                                                                   // inspect, tag, rm
 void add_mount(CLI::App& app, Globals& g, Action& action);        // cmd_mount.cc: mount
 void add_maintenance(CLI::App& app, Globals& g, Action& action);  // cmd_maint.cc: gc, fsck
-void add_oci(CLI::App& app, Globals& g, Action& action);          // cmd_oci.cc: export, import
+void add_oci(CLI::App& app, Globals& g, Action& action);          // cmd_oci.cc: export
 void add_export(CLI::App& app, Globals& g, Action& action);       // cmd_oci.cc: export
+void add_import(CLI::App& app, Globals& g, Action& action);       // cmd_import.cc: import
 void add_registry(CLI::App& app, Globals& g, Action& action);     // cmd_registry.cc: push, pull
 
 // "1.5 GiB" style sizes for people.

@@ -54,6 +54,7 @@ int run_main(int argc, char** argv) {
   add_mount(app, g, action);
   add_maintenance(app, g, action);
   add_oci(app, g, action);
+  add_import(app, g, action);
   add_registry(app, g, action);
   try {
     app.parse(argc, argv);

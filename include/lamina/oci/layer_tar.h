@@ -16,6 +16,14 @@
 // absolute paths, "..", an entry reached through a symlink (of this layer or the layers below),
 // a hard link to outside the layer or to a later entry, duplicate paths, device nodes when not
 // root, a bare ".wh.", a truncated or corrupt stream, a diff_id that does not match.
+// Paths lose a leading "./" (and empty or "." components); missing parent directories are made
+// up (0755, root, mtime 0), as is "/" when the tar has no "./". ".wh..wh..opq" makes its
+// directory opaque; other ".wh..wh.*" names (aufs) are refused; ".wh.NAME" beside an entry NAME
+// of the same layer: the entry stays (a directory becomes opaque). A hard link to a symlink,
+// device or fifo becomes a copy of that entry; a hard link group's first name in manifest order
+// holds the file. Sockets are skipped with a warning. Overlay xattrs are dropped.
+
+#include <sys/types.h>
 
 #include <cstdint>
 #include <functional>
@@ -51,6 +59,12 @@ struct ReadLayerOptions {
   bool allow_devices = false;
   // When not empty, the SHA-256 the uncompressed tar must have.
   std::string expected_diff_id;
+  // When not empty, the SHA-256 of the bytes read from the input (the blob as stored, usually
+  // compressed); when >= 0, their count. Both checked once the input is read to its end.
+  std::string expected_digest;
+  int64_t expected_size = -1;
+  // Called after each read with the count of input bytes read so far.
+  std::function<void(uint64_t)> progress;
 };
 
 // Reads a layer tar (any compression libarchive detects) from `in_fd` into `store` (objects)
@@ -59,5 +73,12 @@ struct ReadLayerOptions {
 // stay unreferenced (gc removes them).
 bool read_layer_tar(store::Store& store, int in_fd, const ReadLayerOptions& options,
                     store::Manifest* manifest, std::string* diff_id, std::string* error);
+
+// The input of read_layer_stream: reads up to `size` bytes into `buf`; 0 at the end.
+using ReadFn = std::function<Result<size_t>(void* buf, size_t size)>;
+
+// The same from any byte stream (a member of a `docker save` archive, a registry download).
+bool read_layer_stream(store::Store& store, const ReadFn& read, const ReadLayerOptions& options,
+                       store::Manifest* manifest, std::string* diff_id, std::string* error);
 
 }  // namespace lamina::oci
