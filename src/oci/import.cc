@@ -51,7 +51,19 @@ bool publish(store::Store& store, const std::string& name, const std::string& so
              std::string* error) {
   store::Image image;
   image.name = name;
-  image.config_json = config.config_json.empty() ? "{}" : config.config_json;
+  // The whole config minus rootfs (export rebuilds that from the layers), so exporting the
+  // image again reproduces its config, and with it the manifest, byte for byte.
+  {
+    nlohmann::json whole = {{"architecture", config.architecture}, {"os", config.os}};
+    auto cfg = nlohmann::json::parse(config.config_json.empty() ? "{}" : config.config_json,
+                                     nullptr, false);
+    if (!cfg.is_discarded()) whole["config"] = cfg;
+    if (!config.history_json.empty()) {
+      auto h = nlohmann::json::parse(config.history_json, nullptr, false);
+      if (!h.is_discarded()) whole["history"] = h;
+    }
+    image.config_json = whole.dump();
+  }
   for (size_t i = 0; i < layers.size(); ++i) {
     store::LayerInfo info;
     for (const store::Entry& e : layers[i].manifest.entries) {
@@ -71,8 +83,8 @@ bool publish(store::Store& store, const std::string& name, const std::string& so
     }
     image.layers.push_back(*id);
   }
-  // When it entered the store, as for a commit (the OCI config's own "created" is not kept).
-  image.created = store::Store::now_rfc3339();
+  // The image's own creation time, as `docker images` shows it (now when the config has none).
+  image.created = config.created.empty() ? store::Store::now_rfc3339() : config.created;
   if (Status s = store.write_image(image, options.replace); !s) {
     *error = s.code() == EEXIST ? "image '" + name + "' exists (use --force to replace it)"
                                 : "cannot write image '" + name + "': " + s.error().message();
