@@ -181,7 +181,10 @@ class Pusher {
         return false;
       }
       if (next <= offset && ++stalls > 3) {
-        *error = step + ": the registry keeps answering Range " + range + " (no progress)";
+        *error = step;
+        *error += ": the registry keeps answering Range ";
+        *error += range;
+        *error += " (no progress)";
         return false;
       }
       offset = next;

@@ -69,8 +69,8 @@ bool RegistryClient::ping(std::string* error) {
   return false;
 }
 
-bool RegistryClient::send(const std::string& step, HttpRequest request, HttpResponse* response,
-                          std::string* error) {
+bool RegistryClient::send(const std::string& step, const HttpRequest& request,
+                          HttpResponse* response, std::string* error) {
   for (int attempt = 0;; ++attempt) {
     HttpRequest r = request;
     if (!authorization_.empty()) r.headers.push_back("Authorization: " + authorization_);

@@ -30,7 +30,7 @@ class RegistryClient {
   // Sends the request with the current credentials; on a 401, authenticates as the
   // WWW-Authenticate challenge says and sends it once more. False only when no HTTP answer came
   // (or authentication failed); the caller judges the status.
-  bool send(const std::string& step, HttpRequest request, HttpResponse* response,
+  bool send(const std::string& step, const HttpRequest& request, HttpResponse* response,
             std::string* error);
 
   // "STEP: METHOD URL: HTTP 404 (BLOB_UNKNOWN: blob unknown to registry)".
