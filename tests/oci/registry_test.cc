@@ -29,6 +29,14 @@ namespace {
 
 using it::TempDir;
 
+// REQUIRE(expr) with the `error` string the call filled in as the failure's message.
+#define REQUIRE_OK(expr)      \
+  do {                        \
+    bool ok_ = (expr);        \
+    INFO("error: " << error); \
+    REQUIRE(ok_);             \
+  } while (0)
+
 // A port nothing listens on right now.
 int free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -240,15 +248,14 @@ TEST_CASE("push_layout of a umoci layout: skopeo copies back the same manifest",
     last_total = total;
   };
   std::string error;
-  REQUIRE(push_layout(layout, "t", reg.ref("repo", "t"), options, &error));
-  INFO(error);
+  REQUIRE_OK(push_layout(layout, "t", reg.ref("repo", "t"), options, &error));
   CHECK(last_total > 200000);
   CHECK(last_done == last_total);
   CHECK(skopeo_copy_back(reg.host(), "repo:t", tmp.sub("back")) == want);
 
   SECTION("a second push finds every blob there (HEAD) and succeeds") {
     last_done = 0;
-    REQUIRE(push_layout(layout, "t", reg.ref("repo", "t2"), options, &error));
+    REQUIRE_OK(push_layout(layout, "t", reg.ref("repo", "t2"), options, &error));
     CHECK(skopeo_copy_back(reg.host(), "repo:t2", tmp.sub("back2")) == want);
   }
 }
@@ -264,8 +271,7 @@ TEST_CASE("chunked upload: PATCH chunks, offsets from the registry's Range", "[o
   int calls = 0;
   options.progress = [&](uint64_t, uint64_t) { ++calls; };
   std::string error;
-  REQUIRE(push_layout(layout, "t", reg.ref("chunked", "t"), options, &error));
-  INFO(error);
+  REQUIRE_OK(push_layout(layout, "t", reg.ref("chunked", "t"), options, &error));
   CHECK(calls >= 150000 / 4096);
   CHECK(reg.log().find("PATCH /v2/chunked/blobs/uploads/") != std::string::npos);
   CHECK(skopeo_copy_back(reg.host(), "chunked:t", tmp.sub("back")) == manifest_digest(layout, "t"));
@@ -279,10 +285,9 @@ TEST_CASE("cross-repository mount: a push to B mounts A's blobs", "[oci][registr
   RegistryOptions options;
   options.insecure = true;
   std::string error;
-  REQUIRE(push_layout(layout, "t", reg.ref("team/a", "t"), options, &error));
+  REQUIRE_OK(push_layout(layout, "t", reg.ref("team/a", "t"), options, &error));
   options.mount_from = "team/a";
-  REQUIRE(push_layout(layout, "t", reg.ref("team/b", "t"), options, &error));
-  INFO(error);
+  REQUIRE_OK(push_layout(layout, "t", reg.ref("team/b", "t"), options, &error));
   CHECK(skopeo_copy_back(reg.host(), "team/b:t", tmp.sub("back")) == manifest_digest(layout, "t"));
   // The registry links every blob into B, and it did so by mount (201 to the POST ?mount=).
   auto reader = LayoutReader::open(layout, &error);
@@ -299,6 +304,13 @@ TEST_CASE("cross-repository mount: a push to B mounts A's blobs", "[oci][registr
     CHECK(::access(link.c_str(), F_OK) == 0);
   }
   CHECK(reg.log().find("mount=") != std::string::npos);
+
+  SECTION("a mount the registry refuses (202) falls back to an upload") {
+    options.mount_from = "team/nothing-here";
+    REQUIRE_OK(push_layout(layout, "t", reg.ref("team/c", "t"), options, &error));
+    CHECK(skopeo_copy_back(reg.host(), "team/c:t", tmp.sub("back-c")) ==
+          manifest_digest(layout, "t"));
+  }
 }
 
 TEST_CASE("pull_to_layout of what skopeo pushed gives skopeo's manifest", "[oci][registry]") {
@@ -316,8 +328,7 @@ TEST_CASE("pull_to_layout of what skopeo pushed gives skopeo's manifest", "[oci]
   options.insecure = true;
   std::string error;
   const std::string out = tmp.sub("pulled");
-  REQUIRE(pull_to_layout(reg.ref("repo2", "t"), out, "mine", options, &error));
-  INFO(error);
+  REQUIRE_OK(pull_to_layout(reg.ref("repo2", "t"), out, "mine", options, &error));
   CHECK(manifest_digest(out, "mine") == want);
   // Every blob is there and verifies; skopeo reads the layout.
   auto reader = LayoutReader::open(out, &error);
@@ -342,7 +353,7 @@ TEST_CASE("pull_to_layout of what skopeo pushed gives skopeo's manifest", "[oci]
   SECTION("pulled by digest") {
     Reference ref = reg.ref("repo2", "");
     ref.digest = want;
-    REQUIRE(pull_to_layout(ref, tmp.sub("by-digest"), "d", options, &error));
+    REQUIRE_OK(pull_to_layout(ref, tmp.sub("by-digest"), "d", options, &error));
     CHECK(manifest_digest(tmp.sub("by-digest"), "d") == want);
   }
   SECTION("a missing tag: an error naming the URL and the status") {
@@ -377,11 +388,10 @@ TEST_CASE("basic auth (htpasswd): no or wrong credentials fail clearly, right on
   CHECK_FALSE(push_layout(layout, "t", reg.ref("private", "t"), options, &error));
   CHECK(error.find("HTTP 401") != std::string::npos);
   options.password = "secret";
-  REQUIRE(push_layout(layout, "t", reg.ref("private", "t"), options, &error));
-  INFO(error);
+  REQUIRE_OK(push_layout(layout, "t", reg.ref("private", "t"), options, &error));
   CHECK(skopeo_copy_back(reg.host(), "private:t", tmp.sub("back"), "user:secret") ==
         manifest_digest(layout, "t"));
-  REQUIRE(pull_to_layout(reg.ref("private", "t"), tmp.sub("pulled"), "t", options, &error));
+  REQUIRE_OK(pull_to_layout(reg.ref("private", "t"), tmp.sub("pulled"), "t", options, &error));
   CHECK(manifest_digest(tmp.sub("pulled"), "t") == manifest_digest(layout, "t"));
 }
 
@@ -389,7 +399,7 @@ TEST_CASE("basic auth (htpasswd): no or wrong credentials fail clearly, right on
 // blobs by redirect; tag "multi" an index) and repository "bad" (a layer whose bytes do not
 // match its digest).
 const char kFakeRegistry[] = R"PY(
-import hashlib, http.server, json, sys
+import hashlib, http.server, json, sys, urllib.parse
 port, mode = int(sys.argv[1]), sys.argv[2]
 def digest(b): return "sha256:" + hashlib.sha256(b).hexdigest()
 config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
@@ -432,8 +442,36 @@ class H(http.server.BaseHTTPRequestHandler):
             return self.send(307, headers={"Location": "/storage/" + parts[4][7:]})
         if len(parts) == 5 and parts[3] == "manifests" and (parts[2], parts[4]) in manifests:
             body = manifests[(parts[2], parts[4])]
-            return self.send(200, body, json.loads(body)["mediaType"], {"Docker-Content-Digest": digest(body)})
+            return self.send(200, body, json.loads(body).get("mediaType", "application/vnd.oci.image.manifest.v1+json"), {"Docker-Content-Digest": digest(body)})
         self.send(404, b'{"errors":[{"code":"NOT_FOUND","message":"no such thing"}]}')
+    # Repository "lossy" takes uploads but keeps only half of each upload's first chunk.
+    def body(self): return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+    def do_POST(self):
+        if self.path != "/v2/lossy/blobs/uploads/": return self.send(404)
+        n = str(len(uploads)); uploads[n] = b""
+        self.send(202, headers={"Location": "/upload/" + n + "?state=0", "Range": "0-0"})
+    def do_PATCH(self):
+        n, data = self.path.split("/")[2].split("?")[0], self.body()
+        if int(self.headers["Content-Range"].split("-")[0]) != len(uploads[n]):
+            return self.send(416, b'{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"wrong offset"}]}')
+        uploads[n] += data if uploads[n] else data[:len(data) // 2]
+        self.send(202, headers={"Location": "/upload/%s?state=%d" % (n, len(uploads[n])),
+                                "Range": "0-%d" % (len(uploads[n]) - 1)})
+    def do_PUT(self):
+        data = self.body()
+        if self.path.startswith("/upload/"):
+            n = self.path.split("/")[2].split("?")[0]
+            d = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)["digest"][0]
+            uploads[n] += data
+            if digest(uploads[n]) != d:
+                return self.send(400, b'{"errors":[{"code":"DIGEST_INVALID","message":"digest mismatch"}]}')
+            blobs[d] = uploads[n]
+            return self.send(201, headers={"Docker-Content-Digest": d})
+        if self.path.startswith("/v2/lossy/manifests/"):
+            manifests[("lossy", self.path.split("/")[4])] = data
+            return self.send(201, headers={"Docker-Content-Digest": digest(data)})
+        self.send(404)
+uploads = {}
 http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
 )PY";
 
@@ -464,7 +502,6 @@ TEST_CASE("pull rejects a blob whose bytes do not match its digest, naming the d
   std::string error;
   const std::string named = sha256_digest(std::string(100, 'N'));
   CHECK_FALSE(pull_to_layout(fake.ref("bad", "t"), tmp.sub("out"), "t", options, &error));
-  INFO(error);
   CHECK(error.find(named) != std::string::npos);
   CHECK(error.find(sha256_digest(std::string(100, 'X'))) != std::string::npos);
   // Nothing half-written: no blob file of that digest, no temp files.
@@ -472,10 +509,27 @@ TEST_CASE("pull rejects a blob whose bytes do not match its digest, naming the d
                  F_OK) != 0);
 
   SECTION("the good repository pulls, blobs through redirects; an index resolves to amd64") {
-    REQUIRE(pull_to_layout(fake.ref("good", "t"), tmp.sub("good"), "t", options, &error));
-    REQUIRE(pull_to_layout(fake.ref("good", "multi"), tmp.sub("multi"), "t", options, &error));
+    REQUIRE_OK(pull_to_layout(fake.ref("good", "t"), tmp.sub("good"), "t", options, &error));
+    REQUIRE_OK(pull_to_layout(fake.ref("good", "multi"), tmp.sub("multi"), "t", options, &error));
     CHECK(manifest_digest(tmp.sub("multi"), "t") == manifest_digest(tmp.sub("good"), "t"));
   }
+}
+
+TEST_CASE("chunked upload resumes from the offset the registry's Range answer gives",
+          "[oci][registry]") {
+  TempDir tmp;
+  FakeRegistry fake("open");
+  const std::string layout = tmp.sub("umoci");
+  umoci_layout(tmp, layout, "t", {{"big.bin", random_bytes(30000, 7)}});
+  RegistryOptions options;
+  options.insecure = true;
+  options.chunk_size = 1000;
+  std::string error;
+  REQUIRE_OK(push_layout(layout, "t", fake.ref("lossy", "t"), options, &error));
+  INFO(fake.log());
+  CHECK(fake.log().find("PATCH /upload/0?state=500 ") != std::string::npos);
+  REQUIRE_OK(pull_to_layout(fake.ref("lossy", "t"), tmp.sub("out"), "t", options, &error));
+  CHECK(manifest_digest(tmp.sub("out"), "t") == manifest_digest(layout, "t"));
 }
 
 TEST_CASE("bearer tokens: fetched from the challenge's realm with the credentials",
@@ -490,8 +544,8 @@ TEST_CASE("bearer tokens: fetched from the challenge's realm with the credential
   CHECK(error.find("DENIED") != std::string::npos);
   options.username = "user";
   options.password = "secret";
-  REQUIRE(pull_to_layout(fake.ref("good", "t"), tmp.sub("out"), "t", options, &error));
-  INFO(error << "\n" << fake.log());
+  REQUIRE_OK(pull_to_layout(fake.ref("good", "t"), tmp.sub("out"), "t", options, &error));
+  INFO(fake.log());
   CHECK(fake.log().find("GET /token?service=fake&scope=repository%3Agood%3Apull") !=
         std::string::npos);
 }
