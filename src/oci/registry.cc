@@ -65,6 +65,7 @@ class Pusher {
     HttpRequest head;
     head.method = "HEAD";
     head.url = blob_url;
+    head.follow_redirects = true;  // some registries answer blob HEADs from their storage
     HttpResponse resp;
     if (!client_.send(step, head, &resp, error)) return false;
     if (resp.status == 200) return advance(static_cast<uint64_t>(d.size));
