@@ -166,7 +166,8 @@ bool HttpClient::perform(const HttpRequest& request, HttpResponse* response, std
       curl_easy_setopt(c, CURLOPT_READDATA, &t);
       curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body_size));
     } else {
-      curl_easy_setopt(c, CURLOPT_POSTFIELDS, request.body.data());
+      // Never a null pointer: curl would then read the body from stdin.
+      curl_easy_setopt(c, CURLOPT_POSTFIELDS, request.body.empty() ? "" : request.body.data());
       curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
                        static_cast<curl_off_t>(request.body.size()));
     }

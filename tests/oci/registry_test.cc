@@ -585,6 +585,7 @@ TEST_CASE("lamina push of a committed image; skopeo copies it back with the same
   Registry reg;
   const std::string root = tmp.sub("store");
   std::string upper = tmp.mkdir("upper");
+  it::make_dirs(upper + "/etc");
   it::write_file(upper + "/etc/motd", "pushed by lamina\n");
   it::write_file(upper + "/big.bin", random_bytes(120000, 5));
   auto r = st::lamina(root, {"commit", "--upper", upper, "--tag", "img", "--timestamp", "0"});
