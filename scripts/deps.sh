@@ -23,6 +23,7 @@ PACKAGES=(
   fuse-overlayfs    # interop test: laminafs reads the uppers it writes
   git               # write tests: a real workload (git init/add/commit) inside the mount
   skopeo umoci docker-registry  # OCI interop tests (registry started on 127.0.0.1 by the test)
+  apache2-utils     # htpasswd -B: the bcrypt entry of the registry test's basic auth
   # lint
   clang-format clang-tidy
   # benchmarks (make bench, make bench-quick)
