@@ -390,6 +390,29 @@ TEST_CASE("read_layer_tar: damaged streams and wrong digests", "[oci]") {
     CHECK_THAT(error, Contains("end-of-archive marker"));
     CHECK(fx.read(plain.substr(0, 2048 + 1024), {}, &m, &diff_id, &error));
   }
+  SECTION("no end marker, but the diff_id says these are the published bytes (umoci 0.4)") {
+    // Cut right after the last entry's data (no padding, no end marker), as umoci writes.
+    const std::vector<TarEntry> odd = {file("a", std::string(512, 'a')), file("b", "tail")};
+    const std::string full = make_tar(odd, Compression::kNone, "ustar");
+    const std::string cut = full.substr(0, 2048 + 4);
+    ReadLayerOptions o;
+    o.expected_diff_id = sha256_digest(cut);
+    REQUIRE(fx.read(cut, o, &m, &diff_id, &error));
+    CHECK(diff_id == o.expected_diff_id);
+    CHECK(m.entries.back().path == "/b");
+    CHECK(m.entries.back().size == 4);
+    // Without a diff_id to vouch for them, the same bytes look truncated.
+    CHECK_FALSE(fx.read(cut, {}, &m, &diff_id, &error));
+    CHECK_THAT(error, Contains("end-of-archive marker"));
+  }
+  SECTION("the zeros that end a tar never fill a file's data, diff_id or not") {
+    const std::string cut = plain.substr(0, 1024 + 700);
+    ReadLayerOptions o;
+    o.expected_diff_id = sha256_digest(cut);
+    CHECK_FALSE(fx.read(cut, o, &m, &diff_id, &error));
+    CHECK_THAT(error, Contains("truncated"));
+    CHECK_THAT(error, Contains("'b'"));
+  }
   SECTION("truncated gzip") {
     const std::string gz = make_tar(entries, Compression::kGzip);
     CHECK_FALSE(fx.read(gz.substr(0, gz.size() / 2), {}, &m, &diff_id, &error));
