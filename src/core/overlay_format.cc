@@ -11,11 +11,13 @@
 #include <vector>
 
 #include "lamina/base/sys.h"
+#include "lamina/store/manifest.h"
 
 namespace lamina::core::overlay {
 namespace {
 
-// Kernel overlayfs as root, kernel overlayfs with userxattr (rootless), fuse-overlayfs rootless.
+// Kernel overlayfs as root, kernel overlayfs with userxattr (rootless), fuse-overlayfs rootless
+// (the same list as store::is_overlay_xattr, which says no layer holds them).
 constexpr const char* kPrefixes[] = {"trusted.overlay.", "user.overlay.", "user.fuseoverlayfs."};
 
 // Value of overlay.NAME under either namespace; empty optional-like (found=false) if absent.
@@ -42,12 +44,7 @@ std::string_view whiteout_target(std::string_view name) {
   return name.substr(kWhiteoutPrefix.size());
 }
 
-bool is_private_xattr(std::string_view name) {
-  for (std::string_view prefix : kPrefixes) {
-    if (name.substr(0, prefix.size()) == prefix) return true;
-  }
-  return false;
-}
+bool is_private_xattr(std::string_view name) { return store::is_overlay_xattr(name); }
 
 Result<DirMarks> dir_marks(const Layer& layer, const ObjRef& dir) {
   DirMarks marks;

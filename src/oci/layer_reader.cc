@@ -167,13 +167,6 @@ std::vector<std::string> ancestors(std::string_view path) {
   return out;
 }
 
-// The overlay format's private xattrs (core/overlay_format.h owns them; oci must not depend on
-// core): never stored from a tar.
-bool is_overlay_xattr(std::string_view name) {
-  return name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") ||
-         name.starts_with("user.fuseoverlayfs.");
-}
-
 bool base_name_is_whiteout(std::string_view path) {
   return store::base_name(path).starts_with(".wh.");
 }
@@ -237,7 +230,7 @@ bool LayerBuilder::metadata(archive_entry* e, Entry* out, std::string* why) {
   const void* value = nullptr;
   size_t size = 0;
   while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
-    if (name == nullptr || *name == '\0' || is_overlay_xattr(name)) continue;
+    if (name == nullptr || *name == '\0' || store::is_overlay_xattr(name)) continue;
     xattrs[name] = std::string(static_cast<const char*>(value), size);
   }
   out->xattrs.assign(xattrs.begin(), xattrs.end());

@@ -57,8 +57,7 @@ constexpr int kGzipOsUnknown = 255;  // the gzip OS byte: fixed, so every host w
 constexpr int kZstdLevel = 3;
 
 bool excluded_xattr(std::string_view name) {
-  return name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") ||
-         name.starts_with("user.fuseoverlayfs.") || name == "security.selinux";
+  return store::is_overlay_xattr(name) || name == "security.selinux";
 }
 
 // The compressed stream: hashes what goes in (diff_id) and what comes out (digest), writes out.

@@ -278,6 +278,11 @@ std::string_view base_name(std::string_view path) {
   return slash == std::string_view::npos ? path : path.substr(slash + 1);
 }
 
+bool is_overlay_xattr(std::string_view name) {
+  return name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") ||
+         name.starts_with("user.fuseoverlayfs.");
+}
+
 bool valid_object_name(std::string_view name) {
   if (name.size() < 32) return false;
   for (size_t i = 0; i < 32; ++i) {

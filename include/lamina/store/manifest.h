@@ -65,6 +65,11 @@ bool path_less(std::string_view a, std::string_view b);
 std::string_view parent_path(std::string_view path);
 std::string_view base_name(std::string_view path);
 
+// The overlay format's private xattrs (trusted.overlay.*, user.overlay.*, user.fuseoverlayfs.*):
+// how an upper directory encodes whiteouts, redirects and the like, never content. No layer
+// holds them: commit drops them, export never writes them, import never stores them.
+bool is_overlay_xattr(std::string_view name);
+
 // True for a valid object name: 32 lowercase hex digits, optionally "-N" (a distinct object
 // whose hash collided with an existing one).
 bool valid_object_name(std::string_view name);
