@@ -47,8 +47,18 @@ Status remove_tree(int dirfd, const std::string& name) {
 }
 
 // Owner, mode, xattrs, then times, on the object behind fd (name "" ) or dirfd/name.
-Status set_metadata(int fd, const Entry& e) {
+Status set_metadata(int fd, const Entry& e, bool drop_other_xattrs = false) {
   if (Status s = sys::fchownat(fd, "", e.uid, e.gid); !s) return s;
+  if (drop_other_xattrs && e.kind != EntryKind::kSymlink) {
+    auto names = sys::flistxattr(fd);
+    for (size_t pos = 0; names && pos < names->size();) {
+      std::string name(names->c_str() + pos);
+      pos += name.size() + 1;
+      bool wanted = false;
+      for (const auto& x : e.xattrs) wanted = wanted || x.first == name;
+      if (!wanted && !name.empty()) (void)sys::fremovexattr(fd, name.c_str());
+    }
+  }
   if (e.kind != EntryKind::kSymlink) {
     if (Status s = sys::fchmod_path(fd, e.mode); !s) return s;
   }
@@ -63,7 +73,10 @@ Status set_metadata(int fd, const Entry& e) {
 
 class Builder {
  public:
-  Builder(const store::Store& store, UniqueFd root, const TreeView& view) : store_(store) {
+  // `into_existing`: `root` may hold entries already: those the view lacks are removed, the
+  // others kept when they match (see keep()) or replaced.
+  Builder(const store::Store& store, UniqueFd root, const TreeView& view, bool into_existing)
+      : store_(store), view_(view), into_existing_(into_existing) {
     stack_.push_back({"/", std::move(root), view.at("/").entry});
     for (const auto& [path, v] : view) {
       if (!v.link_group.empty()) ++names_[v.link_group];
@@ -82,9 +95,30 @@ class Builder {
     }
     const int dir = stack_.back().fd.get();
     const std::string name(store::base_name(e.path));
-    Status s = create(dir, name, v);
+    Status s = into_existing_ ? update(dir, name, v) : create(dir, name, v);
+    if (s && e.kind == EntryKind::kDir && !prune(error)) return false;
     if (!s) {
       *error = "'" + e.path + "': " + s.error().message();
+      return false;
+    }
+    return true;
+  }
+
+  // Removes what the view does not hold under the directory on top of the stack.
+  bool prune(std::string* error) {
+    if (!into_existing_) return true;
+    const Open& top = stack_.back();
+    std::vector<std::string> names;
+    Status s = sys::read_dir(top.fd.get(), [&](std::string_view n, unsigned char, ino_t) -> Status {
+      names.emplace_back(n);
+      return {};
+    });
+    for (size_t i = 0; s && i < names.size(); ++i) {
+      std::string path = top.path == "/" ? "/" + names[i] : top.path + "/" + names[i];
+      if (view_.count(path) == 0) s = remove_tree(top.fd.get(), names[i]);
+    }
+    if (!s) {
+      *error = "'" + top.path + "': " + s.error().message();
       return false;
     }
     return true;
@@ -107,11 +141,36 @@ class Builder {
   bool pop(std::string* error) {
     Open top = std::move(stack_.back());
     stack_.pop_back();
-    if (Status s = set_metadata(top.fd.get(), top.entry); !s) {
+    if (Status s = set_metadata(top.fd.get(), top.entry, into_existing_); !s) {
       *error = "'" + top.path + "': " + s.error().message();
       return false;
     }
     return true;
+  }
+
+  // --into-existing: keeps a directory that is a directory (its content is updated) and a
+  // regular file of one name whose size and mtime match (rsync's quick check; its metadata is
+  // set again); replaces anything else.
+  Status update(int dir, const std::string& name, const ViewEntry& v) {
+    const Entry& e = v.entry;
+    auto st = sys::fstatat(dir, name.c_str());
+    if (!st) return st.code() == ENOENT ? create(dir, name, v) : Status{st.error()};
+    if (e.kind == EntryKind::kDir && S_ISDIR(st->st_mode)) {
+      auto fd = sys::openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+      if (!fd) return fd.error();
+      stack_.push_back({e.path, std::move(*fd), e});
+      return {};
+    }
+    const bool linked = !v.link_group.empty() && names_[v.link_group] > 1;
+    if (e.kind == EntryKind::kFile && S_ISREG(st->st_mode) && !linked && st->st_nlink == 1 &&
+        static_cast<uint64_t>(st->st_size) == e.size && st->st_mtim.tv_sec == e.mtime_sec &&
+        static_cast<uint32_t>(st->st_mtim.tv_nsec) == e.mtime_nsec) {
+      auto p = sys::open_path(dir, name.c_str());
+      if (!p) return p.error();
+      return set_metadata(p->get(), e, true);
+    }
+    if (Status s = remove_tree(dir, name); !s) return s;
+    return create(dir, name, v);
   }
 
   Status create(int dir, const std::string& name, const ViewEntry& v) {
@@ -174,6 +233,8 @@ class Builder {
   }
 
   const store::Store& store_;
+  const TreeView& view_;
+  bool into_existing_;
   std::vector<Open> stack_;
   std::unordered_map<std::string, size_t> names_;    // link group -> its number of names
   std::unordered_map<std::string, UniqueFd> links_;  // link group -> O_PATH of its first name
@@ -205,7 +266,7 @@ bool restore_tree(const store::Store& store, const TreeView& view, const std::st
     return false;
   }
   if (auto there = sys::exists_at(pfd->get(), name.c_str()); !there || *there) {
-    *error = "'" + dest + "' exists";
+    *error = "'" + dest + "' exists (--into-existing updates it in place)";
     return false;
   }
   std::random_device rd;
@@ -229,7 +290,7 @@ bool restore_tree(const store::Store& store, const TreeView& view, const std::st
   };
   auto tfd = sys::openat(pfd->get(), tmp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
   if (!tfd) return fail("'" + tmp + "': " + tfd.error().message());
-  Builder b(store, std::move(*tfd), view);
+  Builder b(store, std::move(*tfd), view, false);
   std::string why;
   for (auto it = std::next(root); it != view.end(); ++it) {
     if (!b.add(it->second, &why)) return fail(why);
@@ -242,6 +303,29 @@ bool restore_tree(const store::Store& store, const TreeView& view, const std::st
     return fail("cannot rename the restored tree to '" + dest + "': " + s.error().message());
   }
   return true;
+}
+
+}  // namespace lamina::diff
+
+namespace lamina::diff {
+
+bool restore_into_existing(const store::Store& store, const TreeView& view, const std::string& dest,
+                           std::string* error) {
+  if (view.count("/") == 0) {
+    *error = "the image has no root directory";
+    return false;
+  }
+  auto fd = sys::openat(AT_FDCWD, dest.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  if (!fd) {
+    *error = "'" + dest + "': " + fd.error().message();
+    return false;
+  }
+  Builder b(store, std::move(*fd), view, true);
+  if (!b.prune(error)) return false;
+  for (auto it = std::next(view.find("/")); it != view.end(); ++it) {
+    if (!b.add(it->second, error)) return false;
+  }
+  return b.finish(error);
 }
 
 }  // namespace lamina::diff

@@ -169,6 +169,18 @@ TEST_CASE("snapshot chain: restore of each snapshot equals the directory it was 
     run_ok(root, {"restore", fmt::format("vol:{}", n), dest, "-q"});
     expect_same(expected[n - 1], dest);
   }
+
+  // --into-existing: a directory holding the latest state plus junk becomes each snapshot.
+  const std::string upd = tmp.sub("updated");
+  sh(
+      fmt::format("cp -a {} {} && mkdir -p {}/junk/deep && echo junk > {}/junk/deep/j && echo x "
+                  "> {}/keep",
+                  vol, upd, upd, upd, upd));
+  for (int n : {1, 3, 2}) {
+    INFO("into-existing, snapshot " << n);
+    run_ok(root, {"restore", fmt::format("vol:{}", n), upd, "--into-existing", "-q"});
+    expect_same(expected[n - 1], upd);
+  }
 }
 
 TEST_CASE("incremental snapshot: 1 changed file of 100, touched files add nothing", "[volume]") {
@@ -236,6 +248,59 @@ TEST_CASE("restore refuses an existing DEST; a killed restore leaves DEST absent
   ::kill(child.pid(), SIGKILL);
   child.wait(std::chrono::seconds(10));
   CHECK_FALSE(fs::exists(dest2));
+}
+
+TEST_CASE("a snapshot chain exported and imported into a second store restores the same tree",
+          "[volume]") {
+  it::TempDir tmp;
+  const std::string root = tmp.sub("store");
+  const std::string root2 = tmp.sub("store2");
+  const std::string vol = tmp.mkdir("vol");
+  fs::create_directories(vol + "/d/e");
+  write(vol + "/d/e/f", "f\n");
+  write(vol + "/g", "g\n");
+  REQUIRE(::link((vol + "/g").c_str(), (vol + "/d/g-link").c_str()) == 0);
+  REQUIRE(::setxattr((vol + "/g").c_str(), "user.x", "1", 1, 0) == 0);
+  run_ok(root, {"snapshot", vol, "--tag", "v", "-q"});
+  fs::remove_all(vol + "/d/e");
+  write(vol + "/g", "g2\n");
+  write(vol + "/h", "h\n");
+  const std::string expected = tmp.sub("expected");
+  sh(fmt::format("cp -a {} {}", vol, expected));
+  run_ok(root, {"snapshot", vol, "--tag", "v", "-q"});
+  const std::string layout = tmp.sub("layout");
+  run_ok(root, {"export", "-q", "v:2", "--oci", layout + ":v2"});
+  run_ok(root2, {"import", "--oci", layout + ":v2", "--tag", "v:2"});
+  const std::string dest = tmp.sub("restored");
+  run_ok(root2, {"restore", "v:2", dest, "-q"});
+  std::string report = wt::compare_trees(expected, dest, "expected", "restored on store2");
+  INFO(report);
+  CHECK(report.empty());
+}
+
+TEST_CASE("snapshot of a file that keeps changing while read fails, storing nothing torn",
+          "[volume]") {
+  it::TempDir tmp;
+  const std::string root = tmp.sub("store");
+  const std::string vol = tmp.mkdir("vol");
+  write(vol + "/steady", "steady\n");
+  sh(fmt::format("head -c 64M /dev/zero > {}/busy", vol));
+  // A writer that rewrites one byte of the busy file without pause.
+  it::Child writer({"sh", "-c",
+                    fmt::format("while :; do printf x | dd of={}/busy bs=1 seek=100 conv=notrunc "
+                                "status=none; done",
+                                vol)});
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto r = lamina(root, {"snapshot", vol, "--tag", "busy"});
+  writer.kill_and_reap();
+  INFO(r.describe());
+  if (r.succeeded()) {
+    // The writer may have paused for the whole read (a busy machine): then the bytes are whole.
+    SUCCEED("the busy file was read between two writes");
+    return;
+  }
+  CHECK(r.err.find("'/busy': changed while it was read, 3 times") != std::string::npos);
+  CHECK_FALSE(lamina(root, {"inspect", "busy:1"}).succeeded());
 }
 
 }  // namespace

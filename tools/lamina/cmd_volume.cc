@@ -23,6 +23,7 @@ struct VolumeArgs {
   std::string tag;  // NAME[:TAG]
   std::string dest;
   std::string comment;
+  bool into_existing = false;
 };
 
 // Splits NAME[:TAG] at the last ':'.
@@ -145,7 +146,9 @@ int run_restore(const Globals& g, const VolumeArgs& a) {
   std::string error;
   diff::TreeView view;
   if (!diff::merge_layers(*st, img.layers, &view, &error)) throw Failure(error);
-  if (!diff::restore_tree(*st, view, a.dest, &error)) {
+  const bool ok = a.into_existing ? diff::restore_into_existing(*st, view, a.dest, &error)
+                                  : diff::restore_tree(*st, view, a.dest, &error);
+  if (!ok) {
     throw Failure("restore of '" + img.name + "' to '" + a.dest + "': " + error);
   }
   if (!g.quiet) {
@@ -211,6 +214,8 @@ void add_volume(CLI::App& app, Globals& g, Action& action) {
       "restore", "materialize a snapshot (default: the latest) as a new directory DEST");
   rest->add_option("snapshot", args->tag, "NAME[:TAG]")->required();
   rest->add_option("dest", args->dest, "the directory to create (must not exist)")->required();
+  rest->add_flag("--into-existing", args->into_existing,
+                 "update an existing DEST in place to match (removes what the snapshot lacks)");
   rest->add_flag("-q,--quiet", g.quiet, "no summary");
   rest->callback([&g, &action, args] { action = [&g, args] { return run_restore(g, *args); }; });
 

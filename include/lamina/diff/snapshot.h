@@ -102,4 +102,11 @@ bool snapshot_dir(store::Store& store, const std::string& dir, const TreeView& p
 bool restore_tree(const store::Store& store, const TreeView& view, const std::string& dest,
                   std::string* error);
 
+// Updates the existing directory `dest` in place to match `view`: entries the view lacks are
+// removed, directories kept and updated, a regular file kept when its size and mtime match
+// (its owner, mode, xattrs and times set again), anything else replaced. Not atomic: an
+// interrupted update leaves DEST partly updated (run it again). REQUIRES: the shared lock.
+bool restore_into_existing(const store::Store& store, const TreeView& view, const std::string& dest,
+                           std::string* error);
+
 }  // namespace lamina::diff
