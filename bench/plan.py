@@ -244,4 +244,19 @@ def store_workloads(p):
                       "original; cold", "incr", "store", ["cache=cold"],
                       [("wall", f"lamina commit, {pct} changed, cold")], heavy=True,
                       group="store"))
+    # Volumes (issue 8): a full snapshot, an incremental one after rewriting the same share of
+    # the files (its layer must hold just them), a restore against `cp -a` + sync above.
+    w.append(Workload("store-snap-full-cold", f"`lamina snapshot` of {tree} into a new, empty "
+                      "store (walk, hash, write every object, index); cold", "snap-full", "store",
+                      ["cache=cold"], [("wall", "lamina snapshot, full, cold")], heavy=True,
+                      group="store"))
+    w.append(Workload("store-snap-incr-cold", f"`lamina snapshot` of the tree with {pct} of its "
+                      "files rewritten, after a snapshot of it: the index spares the other files "
+                      "a read; the layer holds only the rewritten ones; cold", "snap-incr",
+                      "store", ["cache=cold"], [("wall", f"lamina snapshot, {pct} changed, cold")],
+                      heavy=True, group="store"))
+    w.append(Workload("store-restore-cold", "`lamina restore` of the first snapshot into a new "
+                      "directory + sync (compare `cp -a` + sync); cold", "restore", "store",
+                      ["cache=cold"], [("wall", "lamina restore + sync, cold")], heavy=True,
+                      group="store"))
     return w

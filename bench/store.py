@@ -109,11 +109,13 @@ class StoreBench:
         self.root = os.path.join(base, "store")
         self.tree = os.path.join(self.root, "tree")
         self.seeded = os.path.join(self.root, "seeded")
+        self.snapped = os.path.join(self.root, "snapped")  # a store with a snapshot chain
         self.aside = os.path.join(self.root, "aside")
         self.scratch = os.path.join(self.root, "scratch")  # fresh stores, copies
         self.files = []
         self.tree_bytes = 0
         self.seeded_ok = False
+        self.snapped_ok = False
 
     def build(self):
         dirs, per_dir, size = self.p["store"]
@@ -140,6 +142,32 @@ class StoreBench:
             raise RuntimeError(f"seeding the store: {err}")
         self.check(json.loads(out), len(self.files), self.tree_bytes)
         self.seeded_ok = True
+
+    def snapshot(self, store):
+        return [self.lamina, "--root", store, "snapshot", "-q", "--json", self.tree, "--tag",
+                "vol"]
+
+    def seed_snapshot(self):
+        """The store the incremental snapshots and the restores use: one untimed snapshot (its
+        index covers every file: the tree was written well before)."""
+        if self.snapped_ok:
+            return
+        rm_rf(self.snapped)
+        _, out, err = run_timed([self.snapshot(self.snapped)], self.p["timeout"], capture=True)
+        if err:
+            raise RuntimeError(f"seeding the snapshot store: {err}")
+        res = json.loads(out)
+        if res["files"] != len(self.files) or res["content_bytes"] != self.tree_bytes:
+            raise RuntimeError(f"the first snapshot holds {res['files']} files of "
+                               f"{res['content_bytes']} B, the tree {len(self.files)} of "
+                               f"{self.tree_bytes} B")
+        self.snapped_ok = True
+
+    def check_snapshot(self, res, files, content):
+        """An incremental snapshot's layer holds exactly the changed files."""
+        if res["files"] != files or res["content_bytes"] != content:
+            raise RuntimeError(f"the snapshot layer holds {res['files']} files of "
+                               f"{res['content_bytes']} B, expected {files} of {content} B")
 
     def check(self, res, objects, added):
         """A commit's JSON result against what it must have done."""
@@ -199,6 +227,17 @@ class StoreBench:
                 self.seed()
                 expect = self.change_files(run)
                 cmds = [self.commit(self.seeded, f"{w.wid}-{run}")]
+            elif w.kind == "snap-full":
+                cmds = [self.snapshot(dest)]
+                expect = (len(self.files), self.tree_bytes)
+            elif w.kind == "snap-incr":
+                self.seed_snapshot()
+                expect = self.change_files(run)
+                cmds = [self.snapshot(self.snapped)]
+            elif w.kind == "restore":
+                self.seed_snapshot()
+                cmds = [["sh", "-c", '"$1" --root "$2" restore -q vol:1 "$3" && sync -f "$3"',
+                         "sh", self.lamina, self.snapped, dest]]
             else:
                 raise ValueError(f"unknown store workload {w.kind}")
             warm = [self.tree] + ([os.path.join(self.seeded, "objects")]
@@ -217,7 +256,10 @@ class StoreBench:
                     res = json.loads(out)
                     for k in ("files", "content_bytes", "objects_added", "bytes_added"):
                         rec["metrics"][k] = res[k]
-                    self.check(res, *expect)
+                    if w.kind.startswith("snap-"):
+                        self.check_snapshot(res, *expect)
+                    else:
+                        self.check(res, *expect)
                 elif w.kind != "tar-null":  # which reads no data: no throughput
                     rec["metrics"]["content_bytes"] = self.tree_bytes
         except Exception as e:  # noqa: BLE001 - any failure of one run is recorded, not fatal

@@ -43,6 +43,8 @@ void add_oci(CLI::App& app, Globals& g, Action& action);          // cmd_oci.cc:
 void add_export(CLI::App& app, Globals& g, Action& action);       // cmd_oci.cc: export
 void add_import(CLI::App& app, Globals& g, Action& action);       // cmd_import.cc: import
 void add_registry(CLI::App& app, Globals& g, Action& action);     // cmd_registry.cc: push, pull
+void add_volume(CLI::App& app, Globals& g, Action& action);       // cmd_volume.cc: snapshot,
+                                                                  // restore, snapshots
 
 // "1.5 GiB" style sizes for people.
 std::string human_bytes(uint64_t bytes);

@@ -56,6 +56,7 @@ int run_main(int argc, char** argv) {
   add_oci(app, g, action);
   add_import(app, g, action);
   add_registry(app, g, action);
+  add_volume(app, g, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
