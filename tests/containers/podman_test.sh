@@ -235,13 +235,16 @@ FROM localhost/img2
 RUN echo built > /built.txt && rm /bin/wc
 COPY hello.txt /hello.txt
 RUN cat /hello.txt >> /built.txt && rm /d/e/f
+RUN mkdir /many && cd /many && for i in $(seq 2000); do echo $i > f$i; done && \
+    tar -C / -cf /bin.tar bin && mkdir /bin2 && tar -xf /bin.tar -C /bin2 && rm /bin.tar
 EOF
 buildah bud -q --pull-never --isolation "$isolation" --network none --layers=false \
   -t localhost/img4 "$T/ctx" >/dev/null
 out=$(podman run --rm --network=none localhost/img4 sh -c \
-  'test ! -e /bin/wc && test ! -e /d/e/f && test -d /d/e && cat /built.txt /hello.txt')
-[[ $out == $'built\ncopied\ncopied' ]] || fail "running img4 printed '$out'"
-step "buildah bud (RUN, COPY, RUN)"
+  'test ! -e /bin/wc && test ! -e /d/e/f && test -d /d/e && test -x /bin2/bin/busybox &&
+   cat /built.txt /hello.txt /many/f2000 && ls /many | wc -l')
+[[ $out == $'built\ncopied\ncopied\n2000\n2000' ]] || fail "running img4 printed '$out'"
+step "buildah bud (RUN, COPY, RUN, RUN writing 2000 files and a copy of /bin)"
 
 podman rm c1 >/dev/null
 [[ -z $(podman ps -aq) ]] || fail "containers left after podman rm"
