@@ -24,7 +24,7 @@ fi
 MOUNT_PROGRAM=$(readlink -f "$1")
 LAMINA=${2:-}
 [[ -x "$MOUNT_PROGRAM" ]] || { echo "FAIL: mount program $1 is not executable" >&2; exit 1; }
-for tool in podman buildah runc busybox python3; do
+for tool in podman buildah runc skopeo busybox python3; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed" >&2; exit 1; }
 done
 
@@ -174,8 +174,21 @@ if [[ -n $LAMINA ]]; then
     grep -qx "$want" <<<"$ldiff" || fail "lamina diff lacks '$want'; it printed:
 $ldiff"
   done
+  # The same upper over the image as podman saves it, imported into the store (docs/containers.md).
+  podman image save -q --format oci-dir -o "$T/base-oci" localhost/lamina-base
+  "$LAMINA" --root "$T/lamina" import --oci "$T/base-oci" --tag pbase >/dev/null
+  "$LAMINA" --root "$T/lamina" commit -q --upper "$upper" --image pbase --tag c1b >/dev/null
+  [[ $("$LAMINA" --root "$T/lamina" diff --upper "$upper" --image pbase) == "$ldiff" ]] ||
+    fail "lamina diff over the imported image differs from the one over the layer on disk"
   "$LAMINA" --root "$T/lamina" fsck --quick >/dev/null
-  step "lamina commit of the container's upper"
+  # And back into podman: the lamina image runs with the container's changes.
+  "$LAMINA" --root "$T/lamina" export c1b --oci "$T/c1b-oci:t" >/dev/null
+  # (podman pull oci:DIR would name the image after the temp dir, which has capitals.)
+  skopeo copy -q "oci:$T/c1b-oci:t" containers-storage:localhost/c1b:latest
+  out=$(podman run --rm --network=none localhost/c1b sh -c \
+    'test ! -e /bin/vi && test ! -e /root && test ! -e /etc/group && cat /created.txt')
+  [[ $out == created ]] || fail "the image exported by lamina printed '$out'"
+  step "lamina commit of the container's upper, export, skopeo copy, podman run"
 fi
 
 out=$(podman run --rm --network=none localhost/img2 sh -c '
