@@ -5,13 +5,14 @@
 #
 #   podman_test.sh MOUNT_PROGRAM [LAMINA]
 #
-# Builds a busybox image with `podman import`, then: podman run (--rm and named), diff,
-# commit, run the committed image, image save (oci-dir), push to an oci: layout,
-# buildah from/run/commit and buildah bud (RUN and COPY). Every deletion must come out as a
-# whiteout in the committed layer. With LAMINA (the `lamina` tool), the container's upper is also
-# committed into a lamina store and `lamina diff` must agree with podman's. Needs root, /dev/fuse, podman, buildah, runc and
-# busybox-static; fails loudly on any step (no skipping). Prints the time of each step and the
-# total. Always removes its containers, mounts and store.
+# Builds a busybox image with `podman import`, then: podman run (--rm, detached and named),
+# diff, commit, run the committed image, image save (oci-dir), push to an oci: layout,
+# buildah from/run/commit and buildah bud (RUN and COPY steps). Every deletion must come out as
+# a whiteout in the committed layer. With LAMINA (the `lamina` tool), the container's upper is
+# also committed into a lamina store, `lamina diff` must agree with `podman diff`, and the
+# image lamina exports must run under podman. Needs root, /dev/fuse, podman, buildah, runc,
+# skopeo and busybox-static; fails loudly on any step (no skipping). Prints the time of each
+# step and the total. Always removes its containers, mounts and store (also on SIGINT/SIGTERM).
 #
 # Machine notes: runc (crun fails on a hybrid cgroup layout), cgroupfs, a file events log,
 # no network namespace, and ulimits capped below the hard limits (no CAP_SYS_RESOURCE).
@@ -55,6 +56,7 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
 
 # The mount program behind a wrapper that records every call: the test checks the options
 # containers-storage passes.
@@ -224,7 +226,8 @@ podman push -q localhost/img2 "oci:$T/pushed:t"
 python3 - "$T/pushed" <<'EOF'
 import json, sys
 index = json.load(open(sys.argv[1] + "/index.json"))
-refs = [m.get("annotations", {}).get("org.opencontainers.image.ref.name") for m in index["manifests"]]
+refs = [m.get("annotations", {}).get("org.opencontainers.image.ref.name")
+        for m in index["manifests"]]
 assert "t" in refs, f"oci layout has refs {refs}"
 EOF
 step "podman push oci:"
