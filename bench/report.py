@@ -114,8 +114,26 @@ def write(results, out_md, plots_dir):
         made = plots.make_all(results, rows, ref, plots_dir)
     except ImportError as e:
         made, plot_note = {}, f"plots skipped: {e} (apt-get install python3-matplotlib)"
+    kept = hand_written_tail(out_md)
     with open(out_md, "w") as f:
         f.write(render(results, rows, ref, made, rel, plot_note))
+        if kept:
+            f.write("\n" + kept)
+
+
+# Sections measured by other scripts (e.g. tests/containers/podman_test.sh) sit after this line
+# in the report; a regenerated report keeps them as they are.
+HAND_WRITTEN_MARKER = "<!-- hand-written sections: make bench keeps everything below this line -->"
+
+
+def hand_written_tail(out_md):
+    try:
+        with open(out_md) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return ""
+    at = text.find(HAND_WRITTEN_MARKER)
+    return text[at:] if at >= 0 else ""
 
 
 def render(results, rows, ref, made, rel, plot_note):

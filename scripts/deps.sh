@@ -24,6 +24,8 @@ PACKAGES=(
   git               # write tests: a real workload (git init/add/commit) inside the mount
   skopeo umoci docker-registry  # OCI interop tests (registry started on 127.0.0.1 by the test)
   apache2-utils     # htpasswd -B: the bcrypt entry of the registry test's basic auth
+  podman buildah runc  # containers test: laminafs as containers-storage's mount program (runc:
+                       # crun fails on a hybrid cgroup layout)
   # lint
   clang-format clang-tidy
   # benchmarks (make bench, make bench-quick)
