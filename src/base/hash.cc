@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <vector>
 
+#include "lamina/base/sys.h"
+
 namespace lamina {
 
 struct Hasher::State {
@@ -51,17 +53,8 @@ Hash128 hash_bytes(std::string_view data) {
 
 Result<Hash128> hash_fd(int fd) {
   Hasher h;
-  std::vector<char> buf(1 << 20);
-  off_t off = 0;
-  for (;;) {
-    ssize_t n = ::pread(fd, buf.data(), buf.size(), off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_error("pread");
-    }
-    if (n == 0) break;
-    h.update(buf.data(), static_cast<size_t>(n));
-    off += n;
+  if (Status s = sys::for_each_chunk(fd, [&](const char* p, size_t n) { h.update(p, n); }); !s) {
+    return s.error();
   }
   return h.digest();
 }

@@ -277,6 +277,17 @@ Status pwrite_full(int fd, const void* buf, size_t size, off_t offset) {
   return {};
 }
 
+Status for_each_chunk(int fd, const std::function<void(const char*, size_t)>& fn) {
+  std::vector<char> buf(1 << 20);
+  for (off_t off = 0;;) {
+    auto n = pread_full(fd, buf.data(), buf.size(), off);
+    if (!n) return n.error();
+    if (*n == 0) return {};
+    fn(buf.data(), *n);
+    off += static_cast<off_t>(*n);
+  }
+}
+
 Result<std::string> read_file(int dirfd, const char* name) {
   auto fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW);
   if (!fd) return fd.error();

@@ -7,6 +7,8 @@
 #include <new>
 #include <vector>
 
+#include "lamina/base/sys.h"
+
 namespace lamina::oci {
 
 struct Sha256::State {
@@ -45,17 +47,8 @@ std::string sha256_digest(std::string_view data) {
 
 Result<std::string> sha256_fd(int fd) {
   Sha256 h;
-  std::vector<char> buf(1 << 20);
-  off_t off = 0;
-  for (;;) {
-    ssize_t n = ::pread(fd, buf.data(), buf.size(), off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_error("pread");
-    }
-    if (n == 0) break;
-    h.update(buf.data(), static_cast<size_t>(n));
-    off += n;
+  if (Status s = sys::for_each_chunk(fd, [&](const char* p, size_t n) { h.update(p, n); }); !s) {
+    return s.error();
   }
   return h.digest();
 }

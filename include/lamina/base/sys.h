@@ -73,6 +73,9 @@ Status flock(int fd, int operation);
 Result<size_t> pread_full(int fd, void* buf, size_t size, off_t offset);
 // Writes all of buf at offset.
 Status pwrite_full(int fd, const void* buf, size_t size, off_t offset);
+// Calls fn(data, size) for every chunk of fd's bytes from offset 0 to the end (pread: the
+// offset is not moved).
+Status for_each_chunk(int fd, const std::function<void(const char*, size_t)>& fn);
 // Reads a whole (small) file dirfd/name; writes a new file's contents.
 Result<std::string> read_file(int dirfd, const char* name);
 Status write_all(int fd, std::string_view data);

@@ -24,6 +24,7 @@
 #include "lamina/core/dir_layer.h"
 #include "lamina/core/union_fs.h"
 #include "lamina/store/store.h"
+#include "union_fixture.h"
 
 using lamina::core::Layer;
 using lamina::core::Node;
@@ -400,37 +401,9 @@ struct StoreUnion {
     fs->set_index_dir(std::move(*index));
   }
 
-  Node* walk(const std::string& path) {
-    Node* n = fs->root();
-    size_t pos = 0;
-    while (pos < path.size()) {
-      size_t end = path.find('/', pos);
-      if (end == std::string::npos) end = path.size();
-      auto r = fs->lookup(n, path.substr(pos, end - pos));
-      if (!r) return nullptr;
-      n = *r;
-      pos = end + 1;
-    }
-    return n;
-  }
-  std::set<std::string> names(const std::string& path) {
-    Node* n = path.empty() ? fs->root() : walk(path);
-    REQUIRE(n != nullptr);
-    auto entries = fs->list(n);
-    REQUIRE(entries.ok());
-    std::set<std::string> out;
-    for (const auto& e : *entries) {
-      if (e.name != "." && e.name != "..") out.insert(e.name);
-    }
-    return out;
-  }
-  std::string read(const std::string& path) {
-    Node* n = walk(path);
-    REQUIRE(n != nullptr);
-    auto fd = fs->open(n, O_RDONLY);
-    REQUIRE(fd.ok());
-    return read_all(fd->get());
-  }
+  Node* walk(const std::string& path) { return t::walk(*fs, path); }
+  std::set<std::string> names(const std::string& path) { return t::names(*fs, path); }
+  std::string read(const std::string& path) { return t::read_path(*fs, path); }
   struct stat attr(const std::string& path) {
     Node* n = walk(path);
     REQUIRE(n != nullptr);

@@ -4,9 +4,12 @@
 // sets it up (root's upper format, no fsync), for unit tests of the write path.
 
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <memory>
+#include <set>
+#include <string>
 
 #include "../test_util.h"
 #include "lamina/base/sys.h"
@@ -34,6 +37,51 @@ inline std::unique_ptr<core::UnionFs> make_writable_union(const TempDir& tmp) {
   REQUIRE(index.ok());
   fs->set_index_dir(std::move(*index));
   return fs;
+}
+
+// The node at a relative path ("a/b"; "" is the root), looked up component by component; null
+// when a component is missing.
+inline core::Node* walk(core::UnionFs& fs, const std::string& path) {
+  core::Node* n = fs.root();
+  size_t pos = 0;
+  while (pos < path.size()) {
+    size_t end = path.find('/', pos);
+    if (end == std::string::npos) end = path.size();
+    auto r = fs.lookup(n, path.substr(pos, end - pos));
+    if (!r) return nullptr;
+    n = *r;
+    pos = end + 1;
+  }
+  return n;
+}
+
+// The merged listing of a directory, without "." and "..".
+inline std::set<std::string> names(core::UnionFs& fs, const std::string& path) {
+  core::Node* n = walk(fs, path);
+  REQUIRE(n != nullptr);
+  auto entries = fs.list(n);
+  REQUIRE(entries.ok());
+  std::set<std::string> out;
+  for (const auto& e : *entries) {
+    if (e.name != "." && e.name != "..") out.insert(e.name);
+  }
+  return out;
+}
+
+// The whole content of a file as the union shows it.
+inline std::string read_path(core::UnionFs& fs, const std::string& path) {
+  core::Node* n = walk(fs, path);
+  REQUIRE(n != nullptr);
+  auto fd = fs.open(n, O_RDONLY);
+  REQUIRE(fd.ok());
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t r = ::read(fd->get(), buf, sizeof buf);
+    REQUIRE(r >= 0);
+    if (r == 0) return out;
+    out.append(buf, static_cast<size_t>(r));
+  }
 }
 
 }  // namespace lamina::test

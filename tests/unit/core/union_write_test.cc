@@ -37,46 +37,11 @@ struct Stack {
 
   void mount() { fs = t::make_writable_union(tmp); }
 
-  Node* walk(const std::string& path) {
-    Node* n = fs->root();
-    size_t pos = 0;
-    while (pos < path.size()) {
-      size_t end = path.find('/', pos);
-      if (end == std::string::npos) end = path.size();
-      auto r = fs->lookup(n, path.substr(pos, end - pos));
-      if (!r) return nullptr;
-      n = *r;
-      pos = end + 1;
-    }
-    return n;
-  }
+  Node* walk(const std::string& path) { return t::walk(*fs, path); }
 
-  std::set<std::string> names(const std::string& path) {
-    Node* n = path.empty() ? fs->root() : walk(path);
-    REQUIRE(n != nullptr);
-    auto entries = fs->list(n);
-    REQUIRE(entries.ok());
-    std::set<std::string> out;
-    for (const auto& e : *entries) {
-      if (e.name != "." && e.name != "..") out.insert(e.name);
-    }
-    return out;
-  }
+  std::set<std::string> names(const std::string& path) { return t::names(*fs, path); }
 
-  std::string read(const std::string& path) {
-    Node* n = walk(path);
-    REQUIRE(n != nullptr);
-    auto fd = fs->open(n, O_RDONLY);
-    REQUIRE(fd.ok());
-    std::string out;
-    char buf[1 << 16];
-    for (;;) {
-      ssize_t r = ::read(fd->get(), buf, sizeof buf);
-      REQUIRE(r >= 0);
-      if (r == 0) return out;
-      out.append(buf, static_cast<size_t>(r));
-    }
-  }
+  std::string read(const std::string& path) { return t::read_path(*fs, path); }
 };
 
 bool is_whiteout(const std::string& path) {
