@@ -132,8 +132,7 @@ Result<bool> same_bytes(int a, int b) {
   return true;
 }
 
-// Copies src into dst (dst < 0: hashes only) while hashing; data extents only (holes stay
-// holes, hashed as zeros).
+// Copies src into dst while hashing; data extents only (holes stay holes, hashed as zeros).
 Result<Hash128> copy_hashing(int src, int dst, off_t size) {
   Hasher h;
   std::vector<char> buf(kCopyChunk);
@@ -158,16 +157,12 @@ Result<Hash128> copy_hashing(int src, int dst, off_t size) {
       if (!n) return n.error();
       if (*n == 0) return Error{EAGAIN, "source file shrank while read"};
       h.update(buf.data(), *n);
-      if (dst >= 0) {
-        if (Status s = sys::pwrite_full(dst, buf.data(), *n, pos); !s) return s.error();
-      }
+      if (Status s = sys::pwrite_full(dst, buf.data(), *n, pos); !s) return s.error();
       pos += static_cast<off_t>(*n);
     }
   }
   // A file that grew while read: its new bytes are not in the copy (the caller re-checks).
-  if (dst >= 0) {
-    if (Status s = sys::ftruncate(dst, size); !s) return s.error();
-  }
+  if (Status s = sys::ftruncate(dst, size); !s) return s.error();
   return h.digest();
 }
 
@@ -340,33 +335,6 @@ Result<PutResult> Store::put_object(int src_fd) {
   auto before = sys::fstat(src_fd);
   if (!before) return before.error();
   if (!S_ISREG(before->st_mode)) return Error{EINVAL, "object source is not a regular file"};
-  const auto size = static_cast<uint64_t>(before->st_size);
-  auto unchanged = [&]() -> Status {
-    auto after = sys::fstat(src_fd);
-    if (!after) return after.error();
-    if (after->st_size != before->st_size || after->st_mtim.tv_sec != before->st_mtim.tv_sec ||
-        after->st_mtim.tv_nsec != before->st_mtim.tv_nsec ||
-        after->st_ctim.tv_sec != before->st_ctim.tv_sec ||
-        after->st_ctim.tv_nsec != before->st_ctim.tv_nsec) {
-      return Error{EAGAIN, "file changed while it was read"};
-    }
-    return {};
-  };
-  // Hash first: content the store holds already (a commit of the same files again, a layer
-  // that shares files with another) then costs reads only, never a write.
-  auto first = copy_hashing(src_fd, -1, before->st_size);
-  if (!first) return first.error();
-  const std::string hex = first->hex();
-  if (auto existing = open_object(hex); existing) {
-    auto same = same_bytes(src_fd, existing->get());
-    if (!same) return same.error();
-    if (*same) {
-      if (Status s = unchanged(); !s) return s.error();
-      return PutResult{hex, size, false};
-    }
-  } else if (existing.code() != ENOENT) {
-    return existing.error();
-  }
   // An unnamed inode in tmp/: nothing to clean up after a crash.
   std::string tmp_name;
   auto tmp = sys::openat(tmp_fd(), ".", O_TMPFILE | O_RDWR, 0444);
@@ -378,17 +346,22 @@ Result<PutResult> Store::put_object(int src_fd) {
     tmp = sys::openat(tmp_fd(), tmp_name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0444);
     if (!tmp) return tmp.error();
   }
-  // Hashed again as copied: the copy is what gets the name.
   auto hash = copy_hashing(src_fd, tmp->get(), before->st_size);
   Status ok;
   if (!hash) ok = hash.error();
-  if (ok && !(*hash == *first)) ok = Error{EAGAIN, "file changed while it was read"};
-  if (ok) ok = unchanged();
+  auto after = sys::fstat(src_fd);
+  if (ok && !after) ok = after.error();
+  if (ok && (after->st_size != before->st_size || after->st_mtim.tv_sec != before->st_mtim.tv_sec ||
+             after->st_mtim.tv_nsec != before->st_mtim.tv_nsec ||
+             after->st_ctim.tv_sec != before->st_ctim.tv_sec ||
+             after->st_ctim.tv_nsec != before->st_ctim.tv_nsec)) {
+    ok = Error{EAGAIN, "file changed while it was read"};
+  }
   if (!ok) {
     if (!tmp_name.empty()) (void)sys::unlinkat(tmp_fd(), tmp_name.c_str(), 0);
     return ok.error();
   }
-  auto r = link_object(tmp->get(), tmp_name, *hash, size);
+  auto r = link_object(tmp->get(), tmp_name, *hash, static_cast<uint64_t>(before->st_size));
   if (!tmp_name.empty()) (void)sys::unlinkat(tmp_fd(), tmp_name.c_str(), 0);
   return r;
 }
