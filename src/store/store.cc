@@ -238,11 +238,14 @@ std::unique_ptr<Store> Store::open(const std::string& root, bool create, std::st
   if (!meta) {
     if (meta.code() != ENOENT)
       return fail(std::string("store.json: ") + std::strerror(meta.code()));
-    // A new store: only in an empty directory (never scribble over someone's data).
+    // A new store: only in an empty directory (never scribble over someone's data). What a
+    // store being created by another process at this moment holds counts as empty, store.json
+    // included: it may have been renamed in since the read above (then our rename below fails
+    // with EEXIST and we read theirs).
     bool empty = true;
     (void)sys::read_dir(st->root_fd(), [&](std::string_view name, unsigned char, ino_t) {
       if (name != "lock" && name != "objects" && name != "layers" && name != "images" &&
-          name != "tmp") {
+          name != "tmp" && name != kStoreJson) {
         empty = false;
       }
       return Status{};

@@ -172,6 +172,27 @@ TEST_CASE("store: a hash collision stores the new bytes under HASH-1", "[store]"
   CHECK_FALSE(r2->added);
 }
 
+TEST_CASE("store: processes creating one store at once all open it", "[store][regression]") {
+  // Regression: an open that read no store.json, then listed the directory after another one
+  // had renamed store.json in, called the new store "not a lamina store".
+  for (int round = 0; round < 1000; ++round) {
+    TempDir tmp;
+    constexpr int kThreads = 6;
+    std::vector<std::string> errors(kThreads);
+    std::vector<char> opened(kThreads, 0);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kThreads; ++i) {
+      threads.emplace_back(
+          [&, i] { opened[i] = Store::open(tmp / "s", true, &errors[i]) != nullptr; });
+    }
+    for (auto& t : threads) t.join();
+    for (int i = 0; i < kThreads; ++i) {
+      INFO("round " << round << ", opener " << i << ": " << errors[i]);
+      CHECK(opened[i]);
+    }
+  }
+}
+
 TEST_CASE("store: concurrent put_object of the same content", "[store]") {
   TempDir tmp;
   auto st = make_store(tmp / "s");
