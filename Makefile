@@ -8,6 +8,9 @@
 
 BUILD_DIR       ?= build
 ASAN_BUILD_DIR  ?= build-asan
+# The FUSE passthrough build: libfuse >= 3.17 built from Debian's source package (fetched by
+# scripts/libfuse-source.sh into this directory), then laminafs and its mount tests.
+PT_BUILD_DIR    ?= build-passthrough
 BUILD_TYPE      ?= RelWithDebInfo
 # Debug (-O0): GCC 12 at -O2 with ASan reports false -Wmaybe-uninitialized errors inside
 # libstdc++ (std::regex, pulled in by Catch2), which -Werror turns into a failed build.
@@ -39,7 +42,7 @@ TIDY_DIRS  := src tools
 TIDY_REGEX := $(abspath .)/(src|tools)/.*\.cc$$
 
 .PHONY: all deps configure build test asan build-asan test-asan example lint format tidy clean help \
-  bench bench-quick
+  bench bench-quick build-passthrough test-passthrough
 
 all: build
 
@@ -48,6 +51,8 @@ help:
 	@echo "make build       release build (-Werror) into $(BUILD_DIR)/, binaries in $(BUILD_DIR)/bin/"
 	@echo "make test        build, then run unit and integration tests (ctest)"
 	@echo "make asan        ASan+UBSan build into $(ASAN_BUILD_DIR)/ and run the tests there"
+	@echo "make test-passthrough  build against libfuse >= 3.17 (Debian's source package, built in"
+	@echo "                 $(PT_BUILD_DIR)/; FUSE passthrough) and run the mount tests there"
 	@echo "make example     build, then run examples/demo.sh (needs root and /dev/fuse)"
 	@echo "make lint        clang-format check (no changes made); 'make format' rewrites"
 	@echo "make tidy        clang-tidy on src/ and tools/"
@@ -82,6 +87,15 @@ test-asan: build-asan
 
 asan: test-asan
 
+build-passthrough:
+	$(CMAKE) -S . -B $(PT_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) \
+	  -DLAMINA_WERROR=ON -DLAMINA_LIBFUSE_SOURCE=ON $(CMAKE_ARGS)
+	$(CMAKE) --build $(PT_BUILD_DIR) $(BUILD_JOBS) --target laminafs integration_tests write_tests
+
+# The suites that mount laminafs; the others do not depend on the FUSE library.
+test-passthrough: build-passthrough
+	$(CTEST) --test-dir $(PT_BUILD_DIR) --output-on-failure -R '^(integration|write)$$' $(CTEST_JOBS)
+
 example: build
 	LAMINAFS=$(abspath $(BUILD_DIR))/bin/laminafs examples/demo.sh
 
@@ -115,4 +129,4 @@ bench-quick: build
 	  --out $(BUILD_DIR)/bench-quick/benchmarks.md --plots $(BUILD_DIR)/bench-quick $(BENCH_ARGS)
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(PT_BUILD_DIR)

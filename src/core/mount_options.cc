@@ -104,6 +104,7 @@ bool apply_option(const std::string& item, MountOptions* o, std::string* error) 
   }
   if (key == "acl") return boolean(&o->acl);
   if (key == "static_nlink") return boolean(&o->static_nlink);
+  if (key == "passthrough") return boolean(&o->passthrough);
   if (key == "metacopy") {
     if (value == "on" || value == "off") {
       o->metacopy = value == "on";
@@ -329,6 +330,8 @@ A copy-on-write union filesystem (fuse-overlayfs compatible command line).
   -o static_nlink         directories show st_nlink 1
   -o metacopy=on|off      metadata-only copy-up for chmod/chown/utimens/xattrs (default on;
                           off for an upper that kernel overlayfs mounts with metacopy=off)
+  -o passthrough=0|1       FUSE passthrough of upper files' data (default 1: used when this
+                          build has it, the kernel offers it and the daemon has CAP_SYS_ADMIN)
   -o uidmapping=A:B:LEN[:...], gidmapping=...   owner translation (as fuse-overlayfs)
   -o squash_to_root, squash_to_uid=N, squash_to_gid=N
   -o xattr_permissions=0|1|2   owner/mode from user.fuseoverlayfs / user.containers

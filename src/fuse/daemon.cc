@@ -188,6 +188,11 @@ std::optional<UniqueFd> prepare_work_dir(const std::string& workdir, bool* white
 
 void print_version() {
   std::printf("laminafs version %s\nFUSE library version %s\n", LAMINA_VERSION, fuse_pkgversion());
+#ifdef FUSE_CAP_PASSTHROUGH
+  std::printf("FUSE passthrough: built in (used with CAP_SYS_ADMIN when the kernel offers it)\n");
+#else
+  std::printf("FUSE passthrough: not built in (needs libfuse >= 3.17)\n");
+#endif
   std::fflush(stdout);
   fuse_lowlevel_version();  // "using FUSE kernel interface version X.Y"
 }
@@ -243,6 +248,7 @@ int run_daemon(const core::MountOptions& o, std::vector<std::unique_ptr<core::La
   state->fs = std::move(*fs);
   state->timeout = o.timeout;
   state->acl = o.acl;
+  state->passthrough_wanted = o.passthrough;
 
   // libfuse sees only FUSE options: ours were consumed above.
   std::vector<std::string> fuse_opts = {"default_permissions"};

@@ -2,10 +2,12 @@
 #pragma once
 // What every FUSE op reaches through fuse_req_userdata(). Private to src/fuse.
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
 
+#include "io_modes.h"
 #include "lamina/core/union_fs.h"
 
 namespace lamina::fuse {
@@ -48,6 +50,11 @@ struct DaemonState {
   std::unique_ptr<core::UnionFs> fs;
   double timeout = 1.0;  // entry and attribute cache timeout, seconds
   bool acl = true;       // ask the kernel for POSIX ACL handling
+  // FUSE passthrough: asked for (option) and, after init, granted by the kernel.
+  bool passthrough_wanted = false;
+  bool passthrough = false;
+  std::atomic<bool> passthrough_refused{false};  // the kernel refused a backing file: stop asking
+  IoModes io_modes;                              // with passthrough: each open inode's I/O mode
 };
 
 }  // namespace lamina::fuse

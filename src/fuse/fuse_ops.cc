@@ -5,6 +5,8 @@
 #include "fuse_ops.h"
 
 #include <fcntl.h>
+#include <linux/capability.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -61,6 +63,7 @@ class FileHandle {
     return fd_.load();
   }
   int writable_fd() const { return fd_.load(); }  // write opens are always on the upper
+  Node* node() const { return node_; }
 
  private:
   Node* node_;  // the kernel holds the inode while the file is open
@@ -83,11 +86,31 @@ void fill_entry(fuse_req_t req, const Node* node, const struct stat& st, fuse_en
   e->entry_timeout = s.timeout;
 }
 
+#ifdef FUSE_CAP_PASSTHROUGH
+// The kernel registers a backing file only for a daemon with CAP_SYS_ADMIN (in the initial
+// user namespace: a rootless daemon is refused at its first open and stops asking).
+bool has_cap_sys_admin() {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (::syscall(SYS_capget, &header, data) != 0) return false;
+  return (data[CAP_SYS_ADMIN / 32].effective & (1U << (CAP_SYS_ADMIN % 32))) != 0;
+}
+#endif
+
 void op_init(void* userdata, fuse_conn_info* conn) noexcept {
   auto* s = static_cast<DaemonState*>(userdata);
   auto want = [conn](unsigned cap) {
     if (conn->capable & cap) conn->want |= cap;
   };
+#ifdef FUSE_CAP_PASSTHROUGH
+  // Backing files may not sit on a stacked filesystem (an upper on overlayfs is refused per
+  // open and falls back), so kernel overlayfs can still stack on top of this mount.
+  if (s->passthrough_wanted && (conn->capable & FUSE_CAP_PASSTHROUGH) && has_cap_sys_admin()) {
+    conn->want |= FUSE_CAP_PASSTHROUGH;
+    conn->max_backing_stack_depth = FUSE_BACKING_STACKED_UNDER;
+    s->passthrough = true;
+  }
+#endif
   want(FUSE_CAP_SPLICE_WRITE);
   want(FUSE_CAP_SPLICE_MOVE);
   want(FUSE_CAP_PARALLEL_DIROPS);
@@ -256,6 +279,38 @@ void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) noexcept {
   fuse_reply_err(req, 0);
 }
 
+// With passthrough on: registers the open in the inode's I/O mode and, when the inode passes
+// through, puts its backing id in *fi. `can_pass`: the data is in the upper.
+void attach_io_mode(fuse_req_t req, [[maybe_unused]] fuse_file_info* fi, Node* node, bool can_pass,
+                    int fd) {
+  DaemonState& s = state(req);
+  if (!s.passthrough) return;
+  can_pass = can_pass && !s.passthrough_refused.load(std::memory_order_relaxed);
+  [[maybe_unused]] int id = s.io_modes.open(node, can_pass, [&] {
+#ifdef FUSE_CAP_PASSTHROUGH
+    int backing = fuse_passthrough_open(req, fd);
+    if (backing <= 0) s.passthrough_refused = true;  // libfuse logged why
+    return backing > 0 ? backing : 0;
+#else
+    (void)fd;
+    return 0;
+#endif
+  });
+#ifdef FUSE_CAP_PASSTHROUGH
+  if (id > 0) fi->backing_id = id;
+#endif
+}
+
+// Undoes attach_io_mode() for a released (or never delivered) open.
+void detach_io_mode(fuse_req_t req, Node* node) {
+  DaemonState& s = state(req);
+  if (!s.passthrough) return;
+  [[maybe_unused]] int id = s.io_modes.release(node);
+#ifdef FUSE_CAP_PASSTHROUGH
+  if (id > 0) (void)fuse_passthrough_close(req, id);
+#endif
+}
+
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   UnionFs& fs = ufs(req);
   Node* node = fs.node(ino);
@@ -271,7 +326,11 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   // Lower layers never change, so the kernel may keep their pages across opens.
   fi->keep_cache = lower ? 1 : 0;
   fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY ? 1 : 0;
-  if (fuse_reply_open(req, fi) != 0) state(req).handles.release(h);
+  attach_io_mode(req, fi, node, !lower, h->writable_fd());
+  if (fuse_reply_open(req, fi) != 0) {
+    detach_io_mode(req, node);
+    state(req).handles.release(h);
+  }
 }
 
 int io_fd(fuse_req_t req, fuse_file_info* fi) { return file_handle(fi)->fd(ufs(req)); }
@@ -339,7 +398,11 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   state(req).handles.add(h, [](void* p) { delete static_cast<FileHandle*>(p); });
   fi->fh = reinterpret_cast<uint64_t>(h);
   fi->keep_cache = 0;
-  if (fuse_reply_create(req, &e, fi) != 0) state(req).handles.release(h);
+  attach_io_mode(req, fi, node, true, h->writable_fd());
+  if (fuse_reply_create(req, &e, fi) != 0) {
+    detach_io_mode(req, node);
+    state(req).handles.release(h);
+  }
 }
 
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
@@ -441,6 +504,7 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
 }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) noexcept {
+  detach_io_mode(req, file_handle(fi)->node());
   state(req).handles.release(file_handle(fi));
   fuse_reply_err(req, 0);
 }

@@ -30,6 +30,8 @@ struct MountOptions {
   bool acl = true;             // "noacl" turns POSIX ACLs off
   bool static_nlink = false;   // directories always show st_nlink 1
   bool metacopy = true;        // "metacopy=off": chmod & co. copy data too (kernel metacopy=off)
+  bool passthrough = true;     // "passthrough=0": never hand file data to the kernel (FUSE
+                               // passthrough; only in a build against libfuse >= 3.17)
   double timeout = 1000000.0;  // entry/attr cache timeout in seconds ("timeout=")
   XattrPermissions xattr_permissions = XattrPermissions::kOff;
   IdMap uid_map;
