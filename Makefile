@@ -121,7 +121,7 @@ tidy: configure
 # mkfs.xfs are used when installed. BENCH_ARGS passes options to bench/run_bench.py.
 BENCH_ARGS ?=
 
-bench: build
+bench: build build-passthrough
 	$(PYTHON) bench/run_bench.py --build-dir $(BUILD_DIR) $(BENCH_ARGS)
 
 bench-quick: build

@@ -209,6 +209,26 @@ class Laminafs(FuseDaemon):
         return "`laminafs -o lowerdir=…,upperdir=…,workdir=…` (defaults: fsync on)"
 
 
+class LaminafsPassthrough(Laminafs):
+    """laminafs built against libfuse >= 3.17 (make build-passthrough): upper files' data
+    goes through FUSE passthrough."""
+
+    name, label = "laminafs-pt", "laminafs (passthrough)"
+
+    def available(self):
+        ok, why = super().available()
+        if not ok:
+            return ok, why
+        r = subprocess.run([self.exe, "--version"], capture_output=True, text=True, timeout=30)
+        if "FUSE passthrough: built in" not in r.stdout:
+            return False, f"{self.exe} is not built with FUSE passthrough"
+        return True, ""
+
+    def describe(self):
+        return ("the same laminafs built against libfuse 3.17 (`make build-passthrough`): "
+                "the kernel reads and writes upper files through FUSE passthrough")
+
+
 class FuseOverlayfs(FuseDaemon):
     name, label = "fuse-overlayfs", "fuse-overlayfs"
 
@@ -248,8 +268,8 @@ class KernelOverlay(Config):
         return mnt, None
 
 
-def all_configs(laminafs_exe):
+def all_configs(laminafs_exe, passthrough_exe):
     """Every configuration, in the order runs interleave; the reference for ratios is
     kernel overlayfs with redirect_dir and metacopy on (laminafs always has both)."""
-    return [PlainDir(), Laminafs(laminafs_exe), KernelOverlay(False), KernelOverlay(True),
-            FuseOverlayfs()]
+    return [PlainDir(), Laminafs(laminafs_exe), LaminafsPassthrough(passthrough_exe),
+            KernelOverlay(False), KernelOverlay(True), FuseOverlayfs()]

@@ -9,9 +9,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLORS = {"plain": "#7f7f7f", "laminafs": "#d62728", "ovl-off": "#1f77b4", "ovl-on": "#17becf",
-          "fuse-overlayfs": "#2ca02c"}
-MARKERS = {"plain": "s", "laminafs": "o", "ovl-off": "v", "ovl-on": "^", "fuse-overlayfs": "D"}
+COLORS = {"plain": "#7f7f7f", "laminafs": "#d62728", "laminafs-pt": "#ff7f0e", "ovl-off": "#1f77b4",
+          "ovl-on": "#17becf", "fuse-overlayfs": "#2ca02c"}
+MARKERS = {"plain": "s", "laminafs": "o", "laminafs-pt": "P", "ovl-off": "v", "ovl-on": "^",
+           "fuse-overlayfs": "D"}
 
 
 def _label(results, name):

@@ -280,6 +280,9 @@ def main():
     ap.add_argument("--plots", help="directory for PNG plots and results.json")
     ap.add_argument("--bench-dir", default=None, help="backing storage (default /var/tmp/...)")
     ap.add_argument("--build-dir", default=os.path.join(REPO, "build"))
+    ap.add_argument("--passthrough-build-dir", default=os.path.join(REPO, "build-passthrough"),
+                    help="laminafs built against libfuse 3.17 (make build-passthrough); the "
+                    "laminafs-pt configuration runs when its laminafs is there")
     ap.add_argument("--runs", type=int, help="runs per configuration for every workload")
     ap.add_argument("--only", help="comma-separated workload ids")
     ap.add_argument("--configs", help="comma-separated configuration names")
@@ -340,7 +343,8 @@ def main():
     started = time.monotonic()
     configs, skipped = [], {}
     wanted = set(opts.configs.split(",")) if opts.configs else None
-    for c in cfgmod.all_configs(laminafs):
+    passthrough = os.path.join(opts.passthrough_build_dir, "bin", "laminafs")
+    for c in cfgmod.all_configs(laminafs, passthrough):
         if c.fuse and opts.daemon_nofile:
             c.nofile = opts.daemon_nofile
         ok, why = c.available()
