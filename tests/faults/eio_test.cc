@@ -24,17 +24,6 @@ std::string pattern(size_t n) {
   return s;
 }
 
-// errno of a pread of `len` bytes at `off` (0: it read what it asked for).
-int pread_errno(const std::string& path, off_t off, size_t len) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  std::string buf(len, '\0');
-  ssize_t n = ::pread(fd, buf.data(), len, off);
-  int err = n < 0 ? errno : 0;
-  ::close(fd);
-  return err;
-}
-
 // errno of reading `len` bytes at `off` into *out (EBADMSG: fewer bytes than asked).
 int pread_data(const std::string& path, off_t off, size_t len, std::string* out) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -47,25 +36,9 @@ int pread_data(const std::string& path, off_t off, size_t len, std::string* out)
   return err;
 }
 
-// errno of reading the whole file like cat does (0: it reached the end of the file).
-int read_all_errno(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  char buf[16 * 1024];
-  ssize_t n;
-  while ((n = ::read(fd, buf, sizeof buf)) > 0) {
-  }
-  int err = n < 0 ? errno : 0;
-  ::close(fd);
-  return err;
-}
-
-void drop_caches() {
-  ::sync();
-  int fd = ::open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  (void)!::write(fd, "3\n", 2);
-  ::close(fd);
+int pread_errno(const std::string& path, off_t off, size_t len) {
+  std::string ignored;
+  return pread_data(path, off, len, &ignored);
 }
 
 }  // namespace
@@ -92,14 +65,14 @@ TEST_CASE("EIO: a bad block of a lower file reaches the caller; the daemon lives
   it::ForegroundDaemon daemon(mnt, paths);
   INFO("laminafs -f: " << daemon.describe());
   REQUIRE(daemon.ok());
-  drop_caches();
+  drop_caches(3);
 
   SECTION("reads") {
     // The first block is good (its readahead runs into the bad one).
     std::string head;
     CHECK(pread_data(mnt + "/eio.bin", 0, 100, &head) == 0);
     CHECK(head == pattern(100));
-    CHECK(read_all_errno(mnt + "/eio.bin") == EIO);
+    CHECK(read_all(mnt + "/eio.bin") == EIO);
     CHECK(pread_errno(mnt + "/eio.bin", kBadBegin, 4096) == EIO);
     // Regression: the bytes before the bad block used to come back as a short read, which the
     // kernel takes for the end of the file: it cut the file there and served zeros (or EOF)
@@ -111,9 +84,9 @@ TEST_CASE("EIO: a bad block of a lower file reaches the caller; the daemon lives
     REQUIRE(::stat((mnt + "/eio.bin").c_str(), &st) == 0);
     CHECK(st.st_size == 16 * 1024);
     // Again, past every cache: no failure turned into data.
-    drop_caches();
+    drop_caches(3);
     CHECK(pread_errno(mnt + "/eio.bin", kBadBegin + 100, 10) == EIO);
-    CHECK(read_all_errno(mnt + "/eio.bin") == EIO);
+    CHECK(read_all(mnt + "/eio.bin") == EIO);
   }
   SECTION("copy-up of data") {
     CHECK(write_path(mnt + "/eio.bin", O_WRONLY | O_APPEND, "more") == EIO);
@@ -135,8 +108,8 @@ TEST_CASE("EIO: a bad block of a lower file reaches the caller; the daemon lives
     REQUIRE(::stat((mnt + "/dir/eio-meta.bin").c_str(), &st) == 0);
     CHECK(st.st_size == 16 * 1024);
     CHECK((st.st_mode & 07777) == 0600);
-    drop_caches();
-    CHECK(read_all_errno(mnt + "/dir/eio-meta.bin") == EIO);
+    drop_caches(3);
+    CHECK(read_all(mnt + "/dir/eio-meta.bin") == EIO);
   }
   // In every case: the daemon is alive and serves the other files, reads and copy-ups.
   CHECK_FALSE(daemon.wait_exit(std::chrono::milliseconds(0)));

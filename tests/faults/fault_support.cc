@@ -133,25 +133,33 @@ void SmallFs::fill_inodes() {
 
 void SmallFs::fill_blocks() {
   std::string p = fmt::format("{}/b{}", ballast_, files_++);
-  int fd = ::open(p.c_str(), O_CREAT | O_WRONLY | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0 && errno == ENOSPC) {
-    // No inode for a new file: grow one that exists.
-    p = fmt::format("{}/i0", ballast_);
-    fd = ::open(p.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  }
-  if (fd < 0) it::throw_errno("fill_blocks: open " + p);
-  std::string chunk(64 * 1024, 'B');
-  // Big writes, then single blocks, then bytes; a sync in between returns what delayed
-  // allocation had reserved.
-  for (size_t size : {size_t{64 * 1024}, size_t{1024}, size_t{1}}) {
-    for (int round = 0; round < 2; ++round) {
-      while (::write(fd, chunk.data(), size) > 0) {
-      }
-      ::fsync(fd);
+  int flags = O_CREAT | O_WRONLY | O_APPEND | O_CLOEXEC;
+  if (::access(p.c_str(), F_OK) != 0 && errno == ENOENT) {
+    int fd = ::open(p.c_str(), flags, 0644);
+    if (fd < 0 && errno == ENOSPC) {
+      p = fmt::format("{}/i0", ballast_);  // no inode for a new file: grow one that exists
+    } else if (fd < 0) {
+      it::throw_errno("fill_blocks: create " + p);
+    } else {
+      ::close(fd);
     }
   }
-  ::close(fd);
-  ::sync();
+  std::string chunk(64 * 1024, 'B');
+  // Big writes, then single blocks, then bytes, until a whole pass adds nothing: closing the
+  // file gives back its preallocated blocks, a sync what delayed allocation had reserved.
+  for (;;) {
+    int fd = ::open(p.c_str(), flags, 0644);
+    if (fd < 0) it::throw_errno("fill_blocks: open " + p);
+    size_t added = 0;
+    for (size_t size : {size_t{64 * 1024}, size_t{1024}, size_t{1}}) {
+      ssize_t n;
+      while ((n = ::write(fd, chunk.data(), size)) > 0) added += static_cast<size_t>(n);
+      ::fsync(fd);
+    }
+    ::close(fd);
+    ::sync();
+    if (added == 0) break;
+  }
 }
 
 void SmallFs::free_all() {
@@ -211,6 +219,34 @@ int write_path(const std::string& path, int flags, const std::string& data) {
   }
   if (::close(fd) != 0 && err == 0) err = errno;
   return err;
+}
+
+int read_all(const std::string& path, std::string* out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  if (out) out->clear();
+  char buf[16 * 1024];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) {
+    if (out) out->append(buf, static_cast<size_t>(n));
+  }
+  int err = n < 0 ? errno : 0;
+  ::close(fd);
+  return err;
+}
+
+void drop_caches(int what) {
+  ::sync();
+  int fd = ::open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) it::throw_errno("open /proc/sys/vm/drop_caches");
+  std::string v = std::to_string(what) + "\n";
+  if (::write(fd, v.data(), v.size()) < 0) {
+    int err = errno;
+    ::close(fd);
+    errno = err;
+    it::throw_errno("write /proc/sys/vm/drop_caches");
+  }
+  ::close(fd);
 }
 
 std::vector<std::string> list_dir(const std::string& path) {

@@ -87,6 +87,12 @@ constexpr off_t kBadEnd = 8192;
 int errno_of(int rc);
 // open(path, flags, 0644), write `data`, close; the first errno met (0: all went through).
 int write_path(const std::string& path, int flags, const std::string& data);
+// Reads the whole file like cat does; the errno that ended it (0: the end of the file), the
+// bytes read so far in *out when given.
+int read_all(const std::string& path, std::string* out = nullptr);
+// echo WHAT > /proc/sys/vm/drop_caches after a sync: 1 page cache, 2 dentries and inodes
+// (FUSE sends FORGET for them), 3 both.
+void drop_caches(int what);
 // Entries of a directory (no "." and ".."), sorted.
 std::vector<std::string> list_dir(const std::string& path);
 // Names in the work dir that are not laminafs's own fixed ones (leftover temp files).

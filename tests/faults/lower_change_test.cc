@@ -27,19 +27,6 @@ const std::string kNew = "new content\n";
 
 bool acceptable(int err) { return err == 0 || err == ENOENT || err == ESTALE; }
 
-// errno of reading the whole file, and what was read.
-int read_errno(const std::string& path, std::string* out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  out->clear();
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fd, buf, sizeof buf)) > 0) out->append(buf, static_cast<size_t>(n));
-  int err = n < 0 ? errno : 0;
-  ::close(fd);
-  return err;
-}
-
 // errno of listing a directory.
 int readdir_errno(const std::string& path) {
   DIR* d = ::opendir(path.c_str());
@@ -82,7 +69,7 @@ TEST_CASE("A lower changed while mounted: errors or the new state, never a crash
   std::string got;
   for (const char* f : {"del.txt", "repl.txt", "chm.txt", "app.txt", "d/a.txt", "d/b.txt",
                         "gone/x.txt", "gone/deep/y.txt", "keep.txt", "under.txt"}) {
-    REQUIRE(read_errno(m(f), &got) == 0);
+    REQUIRE(read_all(m(f), &got) == 0);
   }
   // An open file whose lower goes away under it.
   int held = ::open(m("del.txt").c_str(), O_RDONLY | O_CLOEXEC);
@@ -104,10 +91,10 @@ TEST_CASE("A lower changed while mounted: errors or the new state, never a crash
   };
   const std::vector<Op> ops = {
       {"read held fd", [&] { return errno_of(static_cast<int>(::pread(held, got.data(), 1, 0))); }},
-      {"read deleted", [&] { return read_errno(m("del.txt"), &got); }},
+      {"read deleted", [&] { return read_all(m("del.txt"), &got); }},
       {"read replaced",
        [&] {
-         int err = read_errno(m("repl.txt"), &got);
+         int err = read_all(m("repl.txt"), &got);
          return err == 0 && got != kOld && got != kNew ? EBADMSG : err;
        }},
       {"chmod deleted", [&] { return errno_of(::chmod(m("chm.txt").c_str(), 0600)); }},
@@ -116,14 +103,14 @@ TEST_CASE("A lower changed while mounted: errors or the new state, never a crash
        [&] { return errno_of(::setxattr(m("chm.txt").c_str(), "user.k", "v", 1, 0)); }},
       {"unlink deleted", [&] { return errno_of(::unlink(m("del.txt").c_str())); }},
       {"list renamed dir", [&] { return readdir_errno(m("d")); }},
-      {"read in renamed dir", [&] { return read_errno(m("d/a.txt"), &got); }},
+      {"read in renamed dir", [&] { return read_all(m("d/a.txt"), &got); }},
       {"create in renamed dir",
        [&] { return write_path(m("d/new.txt"), O_CREAT | O_WRONLY, "n"); }},
       {"rename in renamed dir",
        [&] { return errno_of(::rename(m("d/b.txt").c_str(), m("d/c.txt").c_str())); }},
       {"list removed dir", [&] { return readdir_errno(m("gone")); }},
       {"list removed subdir", [&] { return readdir_errno(m("gone/deep")); }},
-      {"read in removed dir", [&] { return read_errno(m("gone/deep/y.txt"), &got); }},
+      {"read in removed dir", [&] { return read_all(m("gone/deep/y.txt"), &got); }},
       {"rmdir removed dir", [&] { return errno_of(::rmdir(m("gone/deep").c_str())); }},
       {"mkdir in removed dir", [&] { return errno_of(::mkdir(m("gone/n").c_str(), 0755)); }},
       {"rename removed dir",
@@ -139,14 +126,14 @@ TEST_CASE("A lower changed while mounted: errors or the new state, never a crash
   ::close(held);
 
   // The new state shows where nothing was cached, and the rest keeps working.
-  CHECK(read_errno(m("fresh.txt"), &got) == 0);
+  CHECK(read_all(m("fresh.txt"), &got) == 0);
   CHECK(got == kNew);
-  CHECK(read_errno(m("d2/a.txt"), &got) == 0);
+  CHECK(read_all(m("d2/a.txt"), &got) == 0);
   CHECK(got == kOld);
-  CHECK(read_errno(m("keep.txt"), &got) == 0);
+  CHECK(read_all(m("keep.txt"), &got) == 0);
   CHECK(got == kOld);
   CHECK(write_path(m("keep.txt"), O_WRONLY | O_APPEND, "more\n") == 0);
-  CHECK(read_errno(m("under.txt"), &got) == 0);
+  CHECK(read_all(m("under.txt"), &got) == 0);
   CHECK(write_path(m("made.txt"), O_CREAT | O_WRONLY, kNew) == 0);
   CHECK(work_leftovers(paths.work).empty());
   CHECK_FALSE(daemon.wait_exit(std::chrono::milliseconds(0)));
