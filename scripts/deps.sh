@@ -27,6 +27,7 @@ PACKAGES=(
   git               # write tests: a real workload (git init/add/commit) inside the mount
   skopeo umoci docker-registry  # OCI interop tests (registry started on 127.0.0.1 by the test)
   apache2-utils     # htpasswd -B: the bcrypt entry of the registry test's basic auth
+  e2fsprogs util-linux  # faults test: mkfs.ext4 on a loop device (mount -o loop), prlimit
   podman buildah runc  # containers test: laminafs as containers-storage's mount program (runc:
                        # crun fails on a hybrid cgroup layout)
   # lint

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <vector>
 
 #include "daemon_state.h"
@@ -495,12 +496,27 @@ void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) noexcept {
   fuse_reply_err(req, fs.removexattr(fs.node(ino), name).code());
 }
 
+// Read into a buffer, not spliced by fuse_reply_data: libfuse's copy loop answers with the
+// bytes it got before an error (EIO from a bad block of a lower), and the kernel takes a
+// short read as the end of the file -- it shrinks the file and caches zeros for the rest.
+// A read either returns all it was asked for (short only at end of file) or an error.
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) noexcept {
-  fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
-  buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  buf.buf[0].fd = io_fd(req, fi);
-  buf.buf[0].pos = off;
-  fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+  // One per worker thread, grown to the largest read once (max_read): no allocation per read.
+  thread_local std::vector<char> buf;
+  if (buf.size() < size) {
+    try {
+      buf.resize(size);
+    } catch (const std::bad_alloc&) {
+      fuse_reply_err(req, ENOMEM);
+      return;
+    }
+  }
+  auto n = sys::pread_full(io_fd(req, fi), buf.data(), size, off);
+  if (!n) {
+    fuse_reply_err(req, n.code());
+    return;
+  }
+  fuse_reply_buf(req, buf.data(), *n);
 }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) noexcept {

@@ -59,6 +59,8 @@ std::vector<MountInfo> read_mountinfo() {
     MountInfo mi;
     mi.point = unescape_mountinfo(fields[4]);
     if (dash != fields.end() && dash + 1 != fields.end()) mi.fstype = *(dash + 1);
+    if (dash != fields.end() && dash + 2 < fields.end())
+      mi.source = unescape_mountinfo(*(dash + 2));
     result.push_back(std::move(mi));
   }
   return result;

@@ -27,6 +27,7 @@ std::string strip_slash(std::string path);
 struct MountInfo {
   std::string point;
   std::string fstype;
+  std::string source;  // the device or the fsname ("/dev/loop3", "lamina")
 };
 std::vector<MountInfo> read_mountinfo();
 // True if `path` is the mount point of some mount in /proc/self/mountinfo.

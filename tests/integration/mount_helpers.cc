@@ -221,6 +221,45 @@ std::string Mount::describe() const {
   return s;
 }
 
+// ---- laminafs -f ------------------------------------------------------------------------------
+
+namespace {
+
+std::vector<std::string> foreground_argv(const std::vector<std::string>& prefix,
+                                         const std::string& mnt, const StackPaths& paths) {
+  std::vector<std::string> argv = prefix;
+  argv.insert(argv.end(), {laminafs_bin(), "-f", "-o", mount_options(paths), mnt});
+  return argv;
+}
+
+}  // namespace
+
+ForegroundDaemon::ForegroundDaemon(std::string mnt, const StackPaths& paths,
+                                   const std::vector<std::string>& prefix)
+    : mnt_(strip_slash(std::move(mnt))),
+      child_(std::make_unique<Child>(foreground_argv(prefix, mnt_, paths))) {
+  start_watchdog_once();
+  watchdog_track(mnt_);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (is_mountpoint(mnt_)) {
+      mounted_ = true;
+      return;
+    }
+    if (child_->wait(std::chrono::milliseconds(5))) return;  // exited: failed to mount
+  }
+}
+
+ForegroundDaemon::~ForegroundDaemon() {
+  if (child_->running()) child_->kill_and_reap();
+  detach();
+}
+
+void ForegroundDaemon::detach() {
+  if (is_mountpoint(mnt_)) ::umount2(mnt_.c_str(), MNT_DETACH);
+  watchdog_untrack(mnt_);
+}
+
 // ---- kernel overlayfs ----------------------------------------------------------------------
 
 KernelOverlay::KernelOverlay(std::string mountpoint, const StackPaths& requested)

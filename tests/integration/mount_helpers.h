@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -95,6 +96,35 @@ class Mount {
   std::vector<std::string> argv_;
   ProcResult result_;
   bool mounted_now_ = false;
+};
+
+// `laminafs -f` as our child, so its pid is the daemon's and its messages are ours (the
+// daemon logs to syslog once daemonized). `prefix` goes before the daemon's path, e.g.
+// {"prlimit", "--nofile=64"} (a program that execs its arguments keeps the pid). The
+// constructor waits up to 15 s for the mount; the destructor kills the daemon (SIGKILL) if it
+// still runs and detaches the mount.
+class ForegroundDaemon {
+ public:
+  ForegroundDaemon(std::string mnt, const StackPaths& paths,
+                   const std::vector<std::string>& prefix = {});
+  ~ForegroundDaemon();
+  ForegroundDaemon(const ForegroundDaemon&) = delete;
+  ForegroundDaemon& operator=(const ForegroundDaemon&) = delete;
+
+  bool ok() const { return mounted_; }
+  pid_t pid() const { return child_->pid(); }
+  bool running() const { return child_->running(); }
+  // Waits up to `timeout` for the daemon to exit (it does after an unmount).
+  bool wait_exit(std::chrono::milliseconds timeout) { return child_->wait(timeout).has_value(); }
+  std::string describe() const { return child_->result().describe(); }
+  void kill9() { child_->kill_and_reap(); }
+  // The dead mount: detached (lazy unmount), as an admin would after a crash.
+  void detach();
+
+ private:
+  std::string mnt_;
+  std::unique_ptr<Child> child_;
+  bool mounted_ = false;
 };
 
 // Kernel overlayfs over the same kind of stack, as the reference. Lower-only mounts are
