@@ -3,14 +3,15 @@
 # rebuild. Typical use on a fresh Debian 12 machine, as root:
 #   make deps example     install the packages, build, run examples/demo.sh
 #   make deps test        install the packages, build, run the tests
-# Variables: BUILD_DIR, ASAN_BUILD_DIR, BUILD_TYPE, ASAN_BUILD_TYPE, CMAKE_ARGS (extra -D
-# flags), JOBS (parallel build and test jobs).
+# Variables: BUILD_DIR, ASAN_BUILD_DIR, FUZZ_BUILD_DIR, BUILD_TYPE, ASAN_BUILD_TYPE, CMAKE_ARGS
+# (extra -D flags), JOBS (parallel build and test jobs), FUZZ_TIME and FUZZ_TARGETS (make fuzz).
 
 BUILD_DIR       ?= build
 ASAN_BUILD_DIR  ?= build-asan
 # The FUSE passthrough build: libfuse >= 3.17 built from Debian's source package (fetched by
 # scripts/libfuse-source.sh into this directory), then laminafs and its mount tests.
 PT_BUILD_DIR    ?= build-passthrough
+FUZZ_BUILD_DIR  ?= build-fuzz
 BUILD_TYPE      ?= RelWithDebInfo
 # Debug (-O0): GCC 12 at -O2 with ASan reports false -Wmaybe-uninitialized errors inside
 # libstdc++ (std::regex, pulled in by Catch2), which -Werror turns into a failed build.
@@ -42,7 +43,7 @@ TIDY_DIRS  := src tools
 TIDY_REGEX := $(abspath .)/(src|tools)/.*\.cc$$
 
 .PHONY: all deps configure build test asan build-asan test-asan example lint format tidy clean help \
-  bench bench-quick build-passthrough test-passthrough
+  bench bench-quick build-passthrough test-passthrough build-fuzz fuzz
 
 all: build
 
@@ -60,7 +61,10 @@ help:
 	@echo "                 docs/benchmarks.md and docs/bench/*.png"
 	@echo "make bench-quick the same at small sizes, one run (smoke test, < 1 min); report in"
 	@echo "                 $(BUILD_DIR)/bench-quick/"
-	@echo "make clean       remove $(BUILD_DIR)/ and $(ASAN_BUILD_DIR)/"
+	@echo "make fuzz        clang libFuzzer build into $(FUZZ_BUILD_DIR)/, then each harness of tests/fuzz"
+	@echo "                 for FUZZ_TIME seconds (default $(FUZZ_TIME)); FUZZ_TARGETS picks some; a crash"
+	@echo "                 fails (docs/reliability.md, Fuzzing)"
+	@echo "make clean       remove $(BUILD_DIR)/, $(ASAN_BUILD_DIR)/ and $(FUZZ_BUILD_DIR)/"
 
 deps:
 	scripts/deps.sh
@@ -128,5 +132,19 @@ bench-quick: build
 	$(PYTHON) bench/run_bench.py --quick --build-dir $(BUILD_DIR) \
 	  --out $(BUILD_DIR)/bench-quick/benchmarks.md --plots $(BUILD_DIR)/bench-quick $(BENCH_ARGS)
 
+# libFuzzer harnesses (tests/fuzz): clang with -fsanitize=fuzzer,address,undefined, in a build
+# dir of their own; only the libraries and the harnesses are built there. FUZZ_TIME: seconds per
+# target; FUZZ_TARGETS: a subset (mount_options manifest layer_tar oci_json store_json registry).
+FUZZ_TIME    ?= 60
+FUZZ_TARGETS ?=
+
+build-fuzz:
+	CC=clang CXX=clang++ $(CMAKE) -S . -B $(FUZZ_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+	  -DLAMINA_FUZZ=ON $(CMAKE_ARGS)
+	$(CMAKE) --build $(FUZZ_BUILD_DIR) --target fuzzers $(BUILD_JOBS)
+
+fuzz: build-fuzz
+	tests/fuzz/run_fuzz.sh $(FUZZ_BUILD_DIR) $(FUZZ_TIME) $(FUZZ_TARGETS)
+
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(PT_BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(PT_BUILD_DIR) $(FUZZ_BUILD_DIR)

@@ -32,6 +32,9 @@ PACKAGES=(
                        # crun fails on a hybrid cgroup layout)
   # lint
   clang-format clang-tidy
+  # fuzzing (make fuzz): clang, and libclang-rt-14-dev for libFuzzer's runtime
+  # (libclang_rt.fuzzer*.a, -fsanitize=fuzzer): only recommended, so not there without it
+  clang libclang-rt-14-dev
   # benchmarks (make bench, make bench-quick)
   python3 python3-matplotlib   # bench/run_bench.py and its PNG plots
   xfsprogs                     # mkfs.xfs: the reflink (FICLONE) copy-up curve on an XFS image

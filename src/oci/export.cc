@@ -37,7 +37,9 @@ void fill_config(const store::Image& img, ImageConfig* c) {
   if (auto h = j.find("history"); h != j.end() && h->is_array()) {
     size_t layers = 0;
     for (const auto& e : *h) {
-      if (!e.is_object() || !e.value("empty_layer", false)) ++layers;
+      // Not json::value(): it throws when "empty_layer" holds another type than a boolean.
+      auto empty = e.is_object() ? e.find("empty_layer") : e.end();
+      if (empty == e.end() || !empty->is_boolean() || !empty->get<bool>()) ++layers;
     }
     if (layers == img.layers.size()) c->history_json = h->dump();
   }

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "lamina/base/json_depth.h"
 #include "lamina/base/sys.h"
 #include "lamina/oci/digest.h"
 
@@ -69,6 +70,21 @@ bool parse_descriptor(const json& j, Descriptor* d, const std::string& where, st
 }
 
 json parse_or_discard(std::string_view text) { return json::parse(text, nullptr, false); }
+
+// A document from outside: a JSON object nested at most kMaxJsonDepth deep.
+bool parse_document(std::string_view text, const char* what, json* j, std::string* error) {
+  if (!json_depth_within(text)) {
+    *error =
+        std::string(what) + ": nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+    return false;
+  }
+  *j = parse_or_discard(text);
+  if (j->is_discarded() || !j->is_object()) {
+    *error = std::string(what) + ": not a JSON object";
+    return false;
+  }
+  return true;
+}
 
 // j[key] when j is an object holding a value of that type; json::value() throws instead when
 // the key holds another type, and these documents come from outside.
@@ -144,11 +160,8 @@ std::string to_json(const Index& i) {
 
 bool parse_manifest(std::string_view text, ImageManifest* m, std::string* error) {
   *m = ImageManifest{};
-  json j = parse_or_discard(text);
-  if (j.is_discarded() || !j.is_object()) {
-    *error = "manifest: not a JSON object";
-    return false;
-  }
+  json j;
+  if (!parse_document(text, "manifest", &j, error)) return false;
   if (int_field(j, "schemaVersion") != 2) {
     *error = "manifest: schemaVersion is not 2";
     return false;
@@ -182,11 +195,8 @@ bool parse_manifest(std::string_view text, ImageManifest* m, std::string* error)
 
 bool parse_config(std::string_view text, ImageConfig* c, std::string* error) {
   *c = ImageConfig{};
-  json j = parse_or_discard(text);
-  if (j.is_discarded() || !j.is_object()) {
-    *error = "image config: not a JSON object";
-    return false;
-  }
+  json j;
+  if (!parse_document(text, "image config", &j, error)) return false;
   auto rootfs = j.find("rootfs");
   if (rootfs == j.end() || !rootfs->is_object() || !rootfs->contains("diff_ids") ||
       !(*rootfs)["diff_ids"].is_array()) {
@@ -213,11 +223,8 @@ bool parse_config(std::string_view text, ImageConfig* c, std::string* error) {
 
 bool parse_index(std::string_view text, Index* i, std::string* error) {
   *i = Index{};
-  json j = parse_or_discard(text);
-  if (j.is_discarded() || !j.is_object()) {
-    *error = "index.json: not a JSON object";
-    return false;
-  }
+  json j;
+  if (!parse_document(text, "index.json", &j, error)) return false;
   if (int_field(j, "schemaVersion") != 2) {
     *error = "index.json: schemaVersion is not 2";
     return false;

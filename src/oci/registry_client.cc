@@ -6,10 +6,7 @@
 #include <nlohmann/json.hpp>
 
 namespace lamina::oci {
-namespace {
 
-// `Bearer realm="https://auth/token",service="reg",scope="repository:a:pull,push"`:
-// the scheme (lower-case) and its parameters (quoted values may hold commas).
 std::string parse_challenge(const std::string& text, std::map<std::string, std::string>* params) {
   size_t i = 0;
   while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
@@ -40,8 +37,6 @@ std::string parse_challenge(const std::string& text, std::map<std::string, std::
   }
   return scheme;
 }
-
-}  // namespace
 
 RegistryClient::RegistryClient(const Reference& ref, const RegistryOptions& options)
     : base_((options.insecure ? "http://" : "https://") + ref.host),
@@ -154,9 +149,14 @@ std::string RegistryClient::describe(const std::string& step, const HttpRequest&
   if (j.is_object() && j.contains("errors") && j["errors"].is_array()) {
     for (const auto& e : j["errors"]) {
       if (!e.is_object()) continue;
+      // json::value() throws when the member holds another type: read strings only.
+      auto text = [&e](const char* key) {
+        auto it = e.find(key);
+        return it != e.end() && it->is_string() ? it->get<std::string>() : std::string();
+      };
       if (!detail.empty()) detail += "; ";
-      detail += e.value("code", "");
-      std::string msg = e.value("message", "");
+      detail += text("code");
+      std::string msg = text("message");
       if (!msg.empty()) detail += (detail.empty() || detail.back() == ' ' ? "" : ": ") + msg;
     }
   }

@@ -5,6 +5,7 @@
 // fetched from the challenge's realm), and error messages that name the step, the URL, the
 // HTTP status and the registry's own error text.
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,11 @@
 #include "lamina/oci/registry.h"
 
 namespace lamina::oci {
+
+// A WWW-Authenticate challenge, `Bearer realm="https://auth/token",service="reg",scope="a,b"`:
+// returns the scheme (lower-case) and fills *params (names lower-case; quoted values may hold
+// commas and backslash escapes). Never fails: what cannot be read is left out.
+std::string parse_challenge(const std::string& text, std::map<std::string, std::string>* params);
 
 class RegistryClient {
  public:

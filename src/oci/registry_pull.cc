@@ -158,7 +158,12 @@ bool pick_platform(const std::string& bytes, const std::string& digest, Descript
   for (const auto& m : index.manifests) {
     auto p =
         nlohmann::json::parse(m.platform_json.empty() ? "{}" : m.platform_json, nullptr, false);
-    if (p.is_object() && p.value("os", "") == "linux" && p.value("architecture", "") == "amd64") {
+    // Not json::value(): it throws when the member holds another type.
+    auto is = [&p](const char* key, const char* want) {
+      auto it = p.find(key);
+      return it != p.end() && it->is_string() && it->get<std::string>() == want;
+    };
+    if (p.is_object() && is("os", "linux") && is("architecture", "amd64")) {
       *out = m;
       return true;
     }

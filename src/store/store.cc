@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "lamina/base/json_depth.h"
 #include "lamina/base/log.h"
 #include "lamina/base/sys.h"
 
@@ -647,6 +648,8 @@ Result<Image> Store::read_image(std::string_view name) const {
   if (!valid_image_name(name, &why)) return Error{EINVAL, "image name"};
   auto text = sys::read_file(images_fd_.get(), image_file(name).c_str());
   if (!text) return text.error();
+  // Its "config" is copied out with dump(), which recurses once per nesting level.
+  if (!json_depth_within(*text)) return Error{EBADMSG, "image record"};
   json j = json::parse(*text, nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("layers") || !j["layers"].is_array()) {
     return Error{EBADMSG, "image record"};

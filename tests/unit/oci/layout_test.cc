@@ -334,5 +334,29 @@ TEST_CASE("layout: directories that are not layouts", "[oci]") {
   CHECK(LayoutWriter::open(tmp / "empty", &error));
 }
 
+// Found by the oci_json fuzzer's deep inputs: a config nested a few hundred thousand levels
+// deep parsed fine, then overflowed the stack in dump() (recursive) while its "config" object
+// was copied out. Deeper than kMaxJsonDepth is now refused before parsing.
+TEST_CASE("layout: documents nested too deep are refused, not a stack overflow",
+          "[oci][regression]") {
+  const int deep = 200000;
+  const std::string bomb = std::string(deep, '[') + std::string(deep, ']');
+  std::string error;
+  ImageConfig c;
+  CHECK_FALSE(parse_config(
+      R"({"rootfs":{"type":"layers","diff_ids":[]},"config":{"a":)" + bomb + "}}", &c, &error));
+  CHECK_THAT(error, Contains("image config: nested deeper than"));
+  ImageManifest m;
+  CHECK_FALSE(parse_manifest(R"({"schemaVersion":2,"annotations":)" + bomb + "}", &m, &error));
+  CHECK_THAT(error, Contains("manifest: nested deeper than"));
+  Index i;
+  CHECK_FALSE(parse_index(R"({"schemaVersion":2,"manifests":)" + bomb + "}", &i, &error));
+  CHECK_THAT(error, Contains("index.json: nested deeper than"));
+  // Real documents are far from the limit.
+  const std::string ok = std::string(100, '[') + std::string(100, ']');
+  CHECK(parse_config(R"({"rootfs":{"type":"layers","diff_ids":[]},"config":{"a":)" + ok + "}}", &c,
+                     &error));
+}
+
 }  // namespace
 }  // namespace lamina::oci

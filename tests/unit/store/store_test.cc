@@ -358,5 +358,17 @@ TEST_CASE("store: a name too long once stored is refused up front", "[store][reg
   CHECK(st->write_image(img, false).code() == EINVAL);
 }
 
+// The store_json counterpart of the oci_json finding: read_image copies "config" out with
+// dump(), which recursed once per level of a record nested deep enough to overflow the stack.
+TEST_CASE("store: an image record nested too deep is damaged, not a crash", "[store][regression]") {
+  TempDir tmp;
+  auto st = make_store(tmp / "s");
+  const int deep = 200000;
+  test::write_file(tmp / "s/images/deep.json", R"({"layers":[],"created":"","config":{"a":)" +
+                                                   std::string(deep, '[') + std::string(deep, ']') +
+                                                   "}}");
+  CHECK(st->read_image("deep").code() == EBADMSG);
+}
+
 }  // namespace
 }  // namespace lamina::store
