@@ -277,6 +277,38 @@ TEST_CASE("restore refuses an existing DEST; a killed restore leaves DEST absent
   CHECK_FALSE(fs::exists(dest2));
 }
 
+TEST_CASE("restore never writes outside DEST, whatever DEST holds", "[volume][security]") {
+  it::TempDir tmp;
+  const std::string root = tmp.sub("store");
+  const std::string vol = tmp.mkdir("vol");
+  fs::create_directories(vol + "/etc/sub");
+  write(vol + "/etc/passwd", "image's\n");
+  write(vol + "/etc/sub/f", "f\n");
+  write(vol + "/file", "file\n");
+  run_ok(root, {"snapshot", vol, "--tag", "v", "-q"});
+  const std::string outside = tmp.mkdir("outside");
+  write(outside + "/passwd", "host's\n");
+  write(outside + "/file", "host file\n");
+  const auto before = wt::tree_listing(outside);
+
+  // DEST's own entries are links leading out where the image has a directory and a file.
+  const std::string dest = tmp.mkdir("dest");
+  fs::create_symlink(outside, dest + "/etc");
+  fs::create_symlink("../outside/file", dest + "/file");
+  run_ok(root, {"restore", "v:1", dest, "--into-existing", "-q"});
+  CHECK(wt::tree_listing(outside) == before);
+  CHECK_FALSE(fs::is_symlink(dest + "/etc"));
+  CHECK_FALSE(fs::is_symlink(dest + "/file"));
+  expect_same(vol, dest);
+
+  // DEST itself a symlink: refused, not followed.
+  const std::string linked = tmp.sub("linked");
+  fs::create_symlink(outside, linked);
+  CHECK_FALSE(lamina(root, {"restore", "v:1", linked, "--into-existing", "-q"}).succeeded());
+  CHECK_FALSE(lamina(root, {"restore", "v:1", linked, "-q"}).succeeded());
+  CHECK(wt::tree_listing(outside) == before);
+}
+
 TEST_CASE("a snapshot chain exported and imported into a second store restores the same tree",
           "[volume]") {
   it::TempDir tmp;
