@@ -37,11 +37,25 @@ KillOutcome run_and_kill(const std::vector<std::string>& argv, std::chrono::micr
   KillOutcome o;
   o.delay = std::chrono::microseconds(
       std::uniform_int_distribution<int64_t>(0, std::max<int64_t>(window.count(), 0))(rng));
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + o.delay;
   Child child(argv);
-  std::this_thread::sleep_for(o.delay);
-  if (!child.wait(std::chrono::milliseconds(0))) {
-    ::kill(child.pid(), SIGKILL);
-    o.killed = true;
+  // Short naps until the kill point, so a child that exits first is seen (nearly) when it does.
+  for (;;) {
+    if (child.wait(std::chrono::milliseconds(0))) {
+      o.elapsed = std::chrono::duration_cast<std::chrono::microseconds>(
+          std::chrono::steady_clock::now() - start);
+      break;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      ::kill(child.pid(), SIGKILL);
+      o.killed = true;
+      o.elapsed = o.delay;
+      break;
+    }
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+        deadline - now, std::chrono::microseconds(500)));
   }
   child.wait(std::chrono::seconds(60));
   o.result = child.result();

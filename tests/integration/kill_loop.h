@@ -25,11 +25,13 @@ int crash_iterations(int ci_default);
 struct KillOutcome {
   bool killed = false;  // SIGKILL landed while it ran (else it finished first)
   std::chrono::microseconds delay{0};
+  std::chrono::microseconds elapsed{0};  // until the kill, or until its exit was seen
   ProcResult result;
 };
 
 // Starts argv, waits a delay drawn uniformly from [0, window] and SIGKILLs it unless it already
-// exited, then reaps it (a child that exited on its own has its full result).
+// exited (watched every half millisecond), then reaps it (a child that exited on its own has
+// its full result).
 KillOutcome run_and_kill(const std::vector<std::string>& argv, std::chrono::microseconds window,
                          std::mt19937_64& rng);
 

@@ -197,9 +197,14 @@ TEST_CASE("security: overlay redirects never lead outside the lower layers", "[s
     std::sort(names.begin(), names.end());
     if (redirects[i] == "/real") {
       CHECK(names == std::vector<std::string>{"inside", "own"});  // the control: it merges
-    } else {
+    } else if (redirects[i].find("..") != std::string::npos) {
       // Refused (EIO) or the upper's own entries only; never the outside directory's.
       CHECK(std::find(names.begin(), names.end(), "keep") == names.end());
+    } else {
+      // Leads to no lower directory (a host path, a symlink, a path through one): the
+      // directory is the upper's alone, and lists fine.
+      INFO(ec.message());
+      CHECK(names == std::vector<std::string>{"own"});
     }
   }
   int fd = ::open((mnt + "/meta").c_str(), O_RDONLY);

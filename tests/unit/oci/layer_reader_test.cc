@@ -355,7 +355,7 @@ TEST_CASE("read_layer_tar: hostile entries are refused, naming the entry", "[oci
       {"absolute symlink, then a directory and a file through it",
        {symlink("s", "/"), dir("s/etc"), file("s/etc/passwd", "x")},
        "a symlink of this layer"},
-      {"name longer than NAME_MAX", {file(std::string(256, 'n'), "x")}, "nnnn"},
+      {"name longer than NAME_MAX", {file(std::string(256, 'n'), "x")}, "invalid path"},
       {"hard link to a missing entry", {hardlink("ln", "etc/shadow")}, "hard link to outside"},
       {"hard link to a later entry",
        {hardlink("ln", "f"), file("f", "x")},
