@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/openat2.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -41,6 +42,44 @@ Result<UniqueFd> openat(int dirfd, const char* name, int flags, mode_t mode) {
   int fd = retry([&] { return ::openat(dirfd, name, flags | O_CLOEXEC, mode); });
   if (fd < 0) return errno_error("openat");
   return UniqueFd(fd);
+}
+
+namespace {
+
+// openat_beneath for kernels without openat2: every directory on the way opened alone, with
+// O_NOFOLLOW, from the one before; ".." and absolute paths refused as RESOLVE_BENEATH would.
+Result<UniqueFd> walk_beneath(int dirfd, std::string_view path, int flags, mode_t mode) {
+  if (path.empty()) return Error{ENOENT, "openat(beneath)"};
+  if (path.front() == '/') return Error{EXDEV, "openat(beneath)"};
+  UniqueFd cur;
+  int at = dirfd;
+  for (;;) {
+    size_t slash = path.find('/');
+    std::string comp(path.substr(0, slash));
+    if (comp == "..") return Error{EXDEV, "openat(beneath)"};
+    if (slash == std::string_view::npos) {
+      return openat(at, comp.c_str(), flags | O_NOFOLLOW, mode);
+    }
+    path.remove_prefix(slash + 1);
+    if (comp.empty() || comp == ".") continue;
+    auto next = openat(at, comp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+    if (!next) return next.code() == ENOTDIR ? Error{ELOOP, "openat(beneath)"} : next.error();
+    cur = std::move(*next);
+    at = cur.get();
+  }
+}
+
+}  // namespace
+
+Result<UniqueFd> openat_beneath(int dirfd, const char* path, int flags, mode_t mode) {
+  struct open_how how {};
+  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+  how.mode = (flags & (O_CREAT | O_TMPFILE)) != 0 ? mode : 0;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  long fd = retry([&] { return ::syscall(SYS_openat2, dirfd, path, &how, sizeof how); });
+  if (fd >= 0) return UniqueFd(static_cast<int>(fd));
+  if (errno == ENOSYS) return walk_beneath(dirfd, path, flags, mode);
+  return errno_error("openat2");
 }
 
 Result<UniqueFd> open_path(int dirfd, const char* name) {
@@ -289,7 +328,8 @@ Status for_each_chunk(int fd, const std::function<void(const char*, size_t)>& fn
 }
 
 Result<std::string> read_file(int dirfd, const char* name) {
-  auto fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW);
+  // O_NONBLOCK: a fifo in place of the file must not block (regular files ignore it).
+  auto fd = openat_beneath(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   if (!fd) return fd.error();
   std::string out;
   char buf[65536];

@@ -188,6 +188,9 @@ Result<PartList> UnionFs::resolve(const PartList& parent, const char* name, bool
                                              : resolve_redirect(parent, meta->redirect);
           if (!data) return data.error();
           if (data->empty()) return Error{EIO, "metacopy without lower data"};
+          auto dst = layers_[data->front().layer]->stat(*data->front().obj);
+          if (!dst) return dst.error();
+          if (!S_ISREG(dst->st_mode)) return Error{EIO, "metacopy data is not a regular file"};
           parts.push_back(std::move(data->front()));
         }
       }
@@ -208,6 +211,13 @@ Result<PartList> UnionFs::resolve(const PartList& parent, const char* name, bool
       // A renamed directory: its lower parts live where the redirect says.
       auto lower = resolve_redirect(parent, marks->redirect);
       if (!lower) return lower.error();
+      // Only a directory merges: a redirect naming a symlink, file or device (hostile or stale
+      // upper content) brings nothing in, as with kernel overlayfs.
+      if (!lower->empty()) {
+        auto lst = layers_[lower->front().layer]->stat(*lower->front().obj);
+        if (!lst) return lst.error();
+        if (!S_ISDIR(lst->st_mode)) lower->clear();
+      }
       for (Part& p : *lower) parts.push_back(std::move(p));
       break;
     }
@@ -230,6 +240,8 @@ Result<PartList> UnionFs::resolve_redirect(const PartList& parent,
   for (const Part& p : start) {
     if (!is_upper(p)) cur.push_back(p);
   }
+  // Component by component with resolve(): single names from directory descriptors, never
+  // following a symlink; "." and ".." are refused, so no redirect leads outside the layers.
   while (!path.empty() && !cur.empty()) {
     size_t slash = path.find('/');
     std::string comp(path.substr(0, slash));

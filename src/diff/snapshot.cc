@@ -211,7 +211,11 @@ bool snapshot_dir(store::Store& store, const std::string& dir, const TreeView& p
     }
     std::string rel = c.entry.path.substr(1);
     for (int attempt = 0;; ++attempt) {
-      auto fd = sys::openat(root_fd->get(), rel.c_str(), O_RDONLY | O_NOFOLLOW);
+      // The tree may change under us: no component may be a symlink (a directory swapped for
+      // one would make us store a file from outside the volume), and a fifo put in the file's
+      // place must not block (put_object refuses what is not a regular file).
+      auto fd =
+          sys::openat_beneath(root_fd->get(), rel.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
       Result<store::PutResult> put = Error{EAGAIN, "open"};
       struct stat before {};
       if (fd) {

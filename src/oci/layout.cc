@@ -310,7 +310,7 @@ std::unique_ptr<LayoutWriter> LayoutWriter::open(const std::string& dir, std::st
       return fail(std::string(sub) + ": " + s.error().message());
     }
   }
-  auto blobs = sys::openat(im.dir_fd.get(), "blobs/sha256", O_PATH | O_DIRECTORY | O_NOFOLLOW);
+  auto blobs = sys::openat_beneath(im.dir_fd.get(), "blobs/sha256", O_PATH | O_DIRECTORY);
   if (!blobs) return fail(std::string("blobs/sha256: ") + std::strerror(blobs.code()));
   im.blobs_fd = std::move(*blobs);
   return w;
@@ -412,7 +412,7 @@ std::unique_ptr<LayoutReader> LayoutReader::open(const std::string& dir, std::st
   if (!idx) return fail(std::string("index.json: ") + std::strerror(idx.code()));
   std::string why;
   if (!parse_index(*idx, &im.index, &why)) return fail(why);
-  auto blobs = sys::openat(im.dir_fd.get(), "blobs/sha256", O_PATH | O_DIRECTORY | O_NOFOLLOW);
+  auto blobs = sys::openat_beneath(im.dir_fd.get(), "blobs/sha256", O_PATH | O_DIRECTORY);
   if (!blobs) return fail(std::string("blobs/sha256: ") + std::strerror(blobs.code()));
   im.blobs_fd = std::move(*blobs);
   return r;
@@ -476,7 +476,8 @@ bool LayoutReader::resolve(const std::string& tag, Descriptor* manifest, std::st
 Result<UniqueFd> LayoutReader::open_blob(const Descriptor& d) const {
   if (!valid_digest(d.digest)) return Error{EINVAL, "blob digest"};
   std::string hex(digest_hex(d.digest));
-  auto fd = sys::openat(impl_->blobs_fd.get(), hex.c_str(), O_RDONLY | O_NOFOLLOW);
+  // O_NONBLOCK: a fifo planted as a blob must not block the import (regular files ignore it).
+  auto fd = sys::openat(impl_->blobs_fd.get(), hex.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   if (!fd) return fd.error();
   auto st = sys::fstat(fd->get());
   if (!st) return st.error();

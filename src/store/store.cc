@@ -326,13 +326,16 @@ std::string Store::object_path(std::string_view name) {
 Result<UniqueFd> Store::open_object(std::string_view name, int flags) const {
   if (!valid_object_name(name)) return Error{EINVAL, "object name"};
   std::string rel = std::string(name.substr(0, 2)) + "/" + std::string(name.substr(2));
-  return sys::openat(objects_fd(), rel.c_str(), (flags != 0 ? flags : O_RDONLY) | O_NOFOLLOW);
+  return sys::openat_beneath(objects_fd(), rel.c_str(),
+                             (flags != 0 ? flags : O_RDONLY) | O_NOFOLLOW);
 }
 
 Result<struct stat> Store::stat_object(std::string_view name) const {
   if (!valid_object_name(name)) return Error{EINVAL, "object name"};
   std::string rel = std::string(name.substr(0, 2)) + "/" + std::string(name.substr(2));
-  return sys::fstatat(objects_fd(), rel.c_str());
+  auto fd = sys::openat_beneath(objects_fd(), rel.c_str(), O_PATH | O_NOFOLLOW);
+  if (!fd) return fd.error();
+  return sys::fstat(fd->get());
 }
 
 Result<PutResult> Store::put_object(int src_fd) {
@@ -531,7 +534,7 @@ Result<std::string> Store::read_manifest_bytes(std::string_view id) const {
 Result<UniqueFd> Store::open_manifest(std::string_view id) const {
   if (!valid_layer_id(id)) return Error{EINVAL, "layer id"};
   std::string rel = std::string(id) + "/manifest";
-  return sys::openat(layers_fd_.get(), rel.c_str(), O_RDONLY | O_NOFOLLOW);
+  return sys::openat_beneath(layers_fd_.get(), rel.c_str(), O_RDONLY | O_NOFOLLOW);
 }
 
 bool Store::read_manifest(std::string_view id, Manifest* m, std::string* error) const {

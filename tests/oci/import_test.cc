@@ -3,6 +3,7 @@
 // docker-archive) -> `lamina mount` of the imported image shows the tree umoci unpacks; damaged
 // layouts (truncated blob, flipped bytes, wrong diff_id) fail with the blob named and no image.
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -178,6 +179,26 @@ TEST_CASE("import: damaged layouts are refused, naming the blob, and add no imag
     std::string bytes = slurp(p);
     bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 0x20);
     spill(p, bytes);
+    refused(lay, layer1);
+  }
+  SECTION("blobs/ a symlink to a layout elsewhere") {
+    const std::string elsewhere = t.sub("elsewhere");
+    fs::rename(lay + "/blobs", elsewhere);
+    fs::create_symlink(elsewhere, lay + "/blobs");
+    refused(lay, "blobs/sha256");
+  }
+  SECTION("a layer blob a symlink to a good copy elsewhere") {
+    const std::string p = blob_path(lay, layer1);
+    const std::string copy = t.sub("copy");
+    fs::copy_file(p, copy);
+    fs::remove(p);
+    fs::create_symlink(copy, p);
+    refused(lay, layer1);
+  }
+  SECTION("a layer blob a fifo (refused, not waited on)") {
+    const std::string p = blob_path(lay, layer1);
+    fs::remove(p);
+    REQUIRE(::mkfifo(p.c_str(), 0644) == 0);
     refused(lay, layer1);
   }
   SECTION("wrong diff_id") {

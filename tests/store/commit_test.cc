@@ -26,6 +26,7 @@
 #include <random>
 #include <thread>
 
+#include "integration/kill_loop.h"
 #include "integration/tree_walker.h"
 #include "store/store_support.h"
 #include "write/write_support.h"
@@ -311,12 +312,6 @@ TEST_CASE("kernel overlayfs, fuse-overlayfs and laminafs uppers commit to the sa
   CHECK(j["objects_added"].get<uint64_t>() == 0);
 }
 
-uint64_t seed() {
-  if (const char* v = std::getenv("LAMINA_SEED"); v && *v) return std::strtoull(v, nullptr, 10);
-  return static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count()) %
-         1000000007ull;
-}
-
 // A tree big enough that a commit takes a while: kill points land inside it.
 void make_big_upper(const std::string& dir, unsigned files, size_t size, uint64_t salt) {
   for (unsigned i = 0; i < files; ++i) {
@@ -333,33 +328,28 @@ TEST_CASE("kill -9 at random points of a commit leaves a store that fsck calls c
   const std::string root = t.sub("store");
   const std::string upper = t.mkdir("upper");
   make_big_upper(upper, 400, 96 * 1024, 1);
-  const uint64_t sd = seed();
+  const uint64_t sd = it::crash_seed("commit");
   INFO("LAMINA_SEED=" << sd);
   std::mt19937_64 rng(sd);
   // How long a whole commit takes here, to spread the kill points over it.
-  auto t0 = std::chrono::steady_clock::now();
-  commit_ok(root, {"--upper", upper, "--tag", "crash/probe"});
-  auto full =
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
-          .count();
+  it::ProcResult probe;
+  const auto full = it::time_run(
+      {lamina_bin(), "--root", root, "commit", "-q", "--upper", upper, "--tag", "crash/probe"},
+      &probe);
+  REQUIRE(probe.succeeded());
   REQUIRE(lamina(root, {"rm", "crash/probe"}).succeeded());
   REQUIRE(lamina(root, {"gc"}).succeeded());
   int killed = 0, finished = 0;
-  for (int i = 0; i < 12; ++i) {
+  const int rounds = it::crash_iterations(12);
+  for (int i = 0; i < rounds; ++i) {
     // New content each time (else every object is already stored and the window is tiny).
     const std::string up = t.mkdir(fmt::format("up{}", i));
     make_big_upper(up, 400, 96 * 1024, 10 + i);
     const std::string tag = fmt::format("crash/{}", i);
-    it::Child child({lamina_bin(), "--root", root, "commit", "-q", "--upper", up, "--tag", tag});
-    auto delay = std::chrono::microseconds(std::uniform_int_distribution<int64_t>(0, full)(rng));
-    std::this_thread::sleep_for(delay);
-    if (child.running() && !child.wait(std::chrono::milliseconds(0))) {
-      ::kill(child.pid(), SIGKILL);
-      ++killed;
-    } else {
-      ++finished;
-    }
-    child.wait(std::chrono::seconds(30));
+    auto run = it::run_and_kill(
+        {lamina_bin(), "--root", root, "commit", "-q", "--upper", up, "--tag", tag}, full, rng);
+    ++(run.killed ? killed : finished);
+    const auto delay = run.delay;
     auto fsck = lamina(root, {"fsck"});
     INFO("after kill " << i << " at " << delay.count() << " us: " << fsck.out << fsck.err);
     REQUIRE(fsck.succeeded());
@@ -371,7 +361,12 @@ TEST_CASE("kill -9 at random points of a commit leaves a store that fsck calls c
       INFO(d);
       CHECK(d.empty());
     }
+    // Long runs (LAMINA_CRASH_ITERATIONS) must not fill the disk: the image goes too.
+    std::filesystem::remove_all(up);
+    if (!layers.empty()) REQUIRE(lamina(root, {"rm", tag}).succeeded());
+    if (i % 8 == 7) REQUIRE(lamina(root, {"gc"}).succeeded());
   }
+  std::printf("crash commit: %d killed, %d finished\n", killed, finished);
   INFO("killed " << killed << ", finished " << finished);
   CHECK(killed > 0);
   auto gc = lamina(root, {"gc"});

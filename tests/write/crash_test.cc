@@ -34,6 +34,7 @@
 #include <thread>
 #include <vector>
 
+#include "integration/kill_loop.h"
 #include "write/write_support.h"
 
 namespace lamina::wt {
@@ -45,12 +46,6 @@ using std::chrono::milliseconds;
 constexpr size_t kPage = 4096;
 constexpr size_t kBigSize = size_t{512} << 20;
 const std::string kAppended = "APPENDED\n";
-
-uint64_t run_seed() {
-  if (const char* v = std::getenv("LAMINA_SEED"); v && *v) return std::strtoull(v, nullptr, 10);
-  return static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count()) %
-         1000000007ull;
-}
 
 using it::ForegroundDaemon;
 
@@ -215,10 +210,7 @@ void reset_dir(const TempDir& tmp, const std::string& rel) {
 
 TEST_CASE("crash: kill -9 during the copy-up of a 512 MiB file", "[crash]") {
   LAMINA_REQUIRE_MOUNT_ENV();
-  const uint64_t seed = run_seed();
-  std::printf("crash copy-up: seed %llu (replay: LAMINA_SEED=%llu)\n",
-              static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed));
-  std::fflush(stdout);
+  const uint64_t seed = it::crash_seed("copy-up");
   std::mt19937_64 rng(seed);
   TempDir tmp;
   const std::string l1 = tmp.mkdir("l1"), l2 = tmp.mkdir("l2"), mnt = tmp.mkdir("mnt");
@@ -238,7 +230,9 @@ TEST_CASE("crash: kill -9 during the copy-up of a 512 MiB file", "[crash]") {
   };
   std::uniform_real_distribution<double> frac(0.05, 0.95);
   std::uniform_int_distribution<int> delay(0, 1500);
-  const std::vector<Plan> plans = {{frac(rng), 0}, {frac(rng), 0}, {1.0, 0}, {-1, delay(rng)}};
+  std::vector<Plan> plans = {{frac(rng), 0}, {frac(rng), 0}, {1.0, 0}, {-1, delay(rng)}};
+  // Longer runs (LAMINA_CRASH_ITERATIONS) add random fractions.
+  for (int extra = it::crash_iterations(4) - 4; extra > 0; --extra) plans.push_back({frac(rng), 0});
   int killed_mid_copy = 0;
   for (size_t k = 0; k < plans.size(); ++k) {
     reset_dir(tmp, "upper");
@@ -313,10 +307,7 @@ TEST_CASE("crash: kill -9 during the copy-up of a 512 MiB file", "[crash]") {
 
 TEST_CASE("crash: kill -9 during a burst of renames", "[crash]") {
   LAMINA_REQUIRE_MOUNT_ENV();
-  const uint64_t seed = run_seed() + 1;
-  std::printf("crash renames: seed %llu (replay: LAMINA_SEED=%llu)\n",
-              static_cast<unsigned long long>(seed - 1), static_cast<unsigned long long>(seed - 1));
-  std::fflush(stdout);
+  const uint64_t seed = it::crash_seed("renames") + 1;
   std::mt19937_64 rng(seed);
   constexpr int kFiles = 60;  // even: lower, odd: upper
   TempDir tmp;
@@ -328,7 +319,8 @@ TEST_CASE("crash: kill -9 during a burst of renames", "[crash]") {
   paths.upper = tmp.sub("upper");
   paths.work = tmp.sub("work");
   std::uniform_int_distribution<int> delay(20, 400);
-  for (int round = 1; round <= 3; ++round) {
+  const int rounds = it::crash_iterations(3);
+  for (int round = 1; round <= rounds; ++round) {
     reset_dir(tmp, "upper");
     reset_dir(tmp, "work");
     for (int i = 1; i < kFiles; i += 2)

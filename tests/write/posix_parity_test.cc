@@ -1297,6 +1297,68 @@ TEST_CASE("parity: a non-root write clears the setuid and setgid bits", "[parity
   });
 }
 
+TEST_CASE("parity: an unprivileged caller gets the plain directory's EACCES and EPERM",
+          "[parity][perm]") {
+  // default_permissions: the kernel checks every access against what lamina reports, so a user
+  // without rights is refused exactly as on a local filesystem, for lower, upper and merged
+  // objects alike (the daemon itself runs as root and would succeed).
+  constexpr uid_t kNobody = 65534;
+  const struct timespec t1 { 1600000000, 0 };
+  run_parity({
+      // Set-up as root: a sticky world-writable dir, a group-only-denied file, 06750 for chown.
+      s::mkdir("sticky", 0755),
+      s::chmod("sticky", 01777),
+      s::write_file("sticky/roots", "r"),
+      s::write_file("grp_denied", "g"),
+      s::lchown("grp_denied", 0, 1000),
+      s::chmod("grp_denied", 0604),
+      s::as_user(kNobody, kNobody,
+                 {
+                     s::cat("owned.txt"),         // 0640 1000:1000, lower
+                     s::cat("lower_only/a.txt"),  // 0644, lower
+                     s::cat("grp_denied"),        // others may read
+                     s::write_file("lower_only/new", "x"),
+                     s::write_file("upper.txt", "x"),
+                     s::truncate("merged/m2.txt", 0),
+                     s::unlink("lower_only/a.txt"),
+                     s::unlink("merged/mu.txt"),
+                     s::rename("upper.txt", "moved"),
+                     s::rename("merged/m1.txt", "sticky/m1"),
+                     s::mkdir("dir_u/n"),
+                     s::rmdir("empty_l1"),
+                     s::symlink("/etc/passwd", "mlow/s"),
+                     s::link("lower_only/b.txt", "sticky/b"),
+                     s::chmod("upper.txt", 0777),
+                     s::chmod("owned.txt", 0777),
+                     s::lchown("upper.txt", kNobody, kNobody),
+                     s::utimens_null("upper.txt"),
+                     s::utimens("l1_file.txt", t1, t1),
+                     s::setxattr("upper.txt", "user.x", "1"),
+                     s::getxattr("owned.txt", "user.color"),
+                     s::removexattr("l1_file.txt", "user.a"),
+                     s::list("lower_only/sub"),
+                     s::write_file("sticky/mine", "m"),
+                     s::unlink("sticky/roots"),
+                 }),
+      s::as_user(1000, 1000,
+                 {
+                     s::cat("grp_denied"),      // group 1000 has no bits: refused before "other"
+                     s::unlink("sticky/mine"),  // sticky: not the owner's
+                     s::chmod("owned.txt", 06750),
+                     s::lchown("owned.txt", 1000, 1000),  // the owner's chown clears both bits
+                     s::stat("owned.txt"),
+                     s::chmod("sgid_dir/inside", 0600),  // owned by 1000 in a lower
+                     s::utimens("sgid_dir/inside", t1, t1),
+                     s::truncate("suid_world", 2),  // 04777 root's: path truncate clears setuid
+                     s::stat("suid_world"),
+                 }),
+      s::stat("owned.txt"),
+      s::stat("suid_world"),
+      s::stat("sticky/mine"),
+      s::list("sticky"),
+  });
+}
+
 // ---- the intended difference: ".wh." names and overlay xattrs -----------------------------
 
 TEST_CASE("mount only: .wh.* names are refused with EPERM, overlay xattrs are private",

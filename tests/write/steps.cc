@@ -185,6 +185,15 @@ void child_report(int fd, const char* name, long rc, int err) {
   }
 }
 
+// Raw syscalls: they change only this (the child's only) thread. False (reported) on failure.
+bool drop_to(int out, uid_t uid, gid_t gid) {
+  long r = ::syscall(SYS_setgroups, 0, nullptr);
+  if (r == 0) r = ::syscall(SYS_setresgid, gid, gid, gid);
+  if (r == 0) r = ::syscall(SYS_setresuid, uid, uid, uid);
+  if (r != 0) child_report(out, "setuid", -1, errno);
+  return r == 0;
+}
+
 }  // namespace
 
 namespace step {
@@ -491,20 +500,28 @@ Step removexattr(std::string path, std::string name) {
                 [=](Ctx& c) { return errno_rc(::lremovexattr(c.p(path).c_str(), name.c_str())); });
 }
 
+Step as_user(uid_t uid, gid_t gid, std::vector<Step> steps) {
+  std::string desc = fmt::format("as {}:{}:", uid, gid);
+  for (const Step& st : steps) desc += " [" + st.desc + "]";
+  return custom(desc, [=](Ctx& c) {
+    return in_child([&](int out) {
+      if (!drop_to(out, uid, gid)) return;
+      for (const Step& st : steps) {
+        std::string line = st.desc + "=" + st.run(c) + "; ";
+        ssize_t ignored = ::write(out, line.data(), line.size());
+        (void)ignored;
+      }
+    });
+  });
+}
+
 Step child_write_as(uid_t uid, gid_t gid, std::string path, std::string data, bool truncate) {
   return custom(fmt::format("as {}:{}: open({}, O_WRONLY|{}) + write({}) + close", uid, gid, path,
                             truncate ? "O_TRUNC" : "O_APPEND", bytes_str(data)),
                 [=](Ctx& c) {
                   const std::string full = c.p(path);
                   return in_child([&](int out) {
-                    // Raw syscalls: they change only this (the child's only) thread.
-                    long r = ::syscall(SYS_setgroups, 0, nullptr);
-                    if (r == 0) r = ::syscall(SYS_setresgid, gid, gid, gid);
-                    if (r == 0) r = ::syscall(SYS_setresuid, uid, uid, uid);
-                    if (r != 0) {
-                      child_report(out, "setuid", -1, errno);
-                      return;
-                    }
+                    if (!drop_to(out, uid, gid)) return;
                     int fd = ::open(full.c_str(),
                                     O_WRONLY | (truncate ? O_TRUNC : O_APPEND) | O_CLOEXEC);
                     child_report(out, "open", fd < 0 ? -1 : 0, errno);

@@ -88,6 +88,9 @@ Step listxattr(std::string path);  // user.* names, sorted
 Step removexattr(std::string path, std::string name);
 // Whole-sequence helpers run by a forked child.
 Step child_write_as(uid_t uid, gid_t gid, std::string path, std::string data, bool truncate);
+// Runs `steps` in one forked child that first drops to uid:gid (no supplementary groups):
+// "desc=result; " for each, in order (permission parity for an unprivileged caller).
+Step as_user(uid_t uid, gid_t gid, std::vector<Step> steps);
 Step posix_lock_conflict(std::string fd_name, std::string path);
 Step custom(std::string desc, std::function<std::string(Ctx&)> fn);
 // Closes every descriptor, then remounts where the context can (Ctx::on_remount).

@@ -21,6 +21,12 @@ namespace lamina::sys {
 Result<UniqueFd> openat(int dirfd, const char* name, int flags, mode_t mode = 0);
 // O_PATH|O_NOFOLLOW handle on dirfd/name: never follows a symlink in the last component.
 Result<UniqueFd> open_path(int dirfd, const char* name);
+// dirfd/path for a path of several components ("ab/cdef", "ID/manifest"), resolved by
+// openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS): no component may be a
+// symlink and nothing may lead outside dirfd (ELOOP / EXDEV when something tries). Kernels
+// without openat2 (ENOSYS, before 5.6) get a walk of single-component O_NOFOLLOW opens that
+// refuses the same things. O_CLOEXEC is added.
+Result<UniqueFd> openat_beneath(int dirfd, const char* path, int flags, mode_t mode = 0);
 // Opens a new description of the object behind an O_PATH fd (through /proc/self/fd).
 Result<UniqueFd> reopen(int path_fd, int flags);
 
@@ -76,7 +82,8 @@ Status pwrite_full(int fd, const void* buf, size_t size, off_t offset);
 // Calls fn(data, size) for every chunk of fd's bytes from offset 0 to the end (pread: the
 // offset is not moved).
 Status for_each_chunk(int fd, const std::function<void(const char*, size_t)>& fn);
-// Reads a whole (small) file dirfd/name; writes a new file's contents.
+// Reads a whole (small) file dirfd/name (name may have several components: resolved as by
+// openat_beneath); writes a new file's contents.
 Result<std::string> read_file(int dirfd, const char* name);
 Status write_all(int fd, std::string_view data);
 Status fallocate(int fd, int mode, off_t offset, off_t length);

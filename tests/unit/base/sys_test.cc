@@ -2,6 +2,7 @@
 #include "lamina/base/sys.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -88,4 +89,47 @@ TEST_CASE("exists_at tells absent from present without following", "[base][sys]"
   REQUIRE(dir.ok());
   CHECK(*sys::exists_at(dir->get(), "dangling"));
   CHECK_FALSE(*sys::exists_at(dir->get(), "nothing"));
+}
+
+TEST_CASE("openat_beneath refuses symlinks on the way, '..' and absolute paths", "[base][sys]") {
+  TempDir t;
+  TempDir outside;
+  lamina::test::write_file(outside / "secret", "secret");
+  REQUIRE(::mkdir((t / "ab").c_str(), 0755) == 0);
+  lamina::test::write_file(t / "ab/obj", "object");
+  REQUIRE(::symlink(outside.path().c_str(), (t / "cd").c_str()) == 0);           // a middle link
+  REQUIRE(::symlink((outside / "secret").c_str(), (t / "ab/ln").c_str()) == 0);  // a final one
+  REQUIRE(::symlink(("/proc/self/root" + (outside / "secret")).c_str(), (t / "ab/magic").c_str()) ==
+          0);
+  auto root = sys::openat(AT_FDCWD, t.path().c_str(), O_PATH | O_DIRECTORY);
+  REQUIRE(root.ok());
+  auto ok = sys::openat_beneath(root->get(), "ab/obj", O_RDONLY);
+  REQUIRE(ok.ok());
+  auto text = sys::read_file(root->get(), "ab/obj");
+  REQUIRE(text.ok());
+  CHECK(*text == "object");
+  struct Case {
+    const char* path;
+    int code;
+  };
+  for (Case c : {Case{"cd/secret", ELOOP}, Case{"ab/ln", ELOOP}, Case{"ab/magic", ELOOP},
+                 Case{"ab/../../secret", EXDEV}, Case{"../x", EXDEV}}) {
+    INFO(c.path);
+    auto r = sys::openat_beneath(root->get(), c.path, O_RDONLY);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.code() == c.code);
+    CHECK_FALSE(sys::read_file(root->get(), c.path).ok());
+  }
+  auto abs = sys::openat_beneath(root->get(), (outside / "secret").c_str(), O_RDONLY);
+  REQUIRE_FALSE(abs.ok());
+  CHECK(abs.code() == EXDEV);
+}
+
+TEST_CASE("read_file of a fifo does not block", "[base][sys]") {
+  TempDir t;
+  REQUIRE(::mkfifo((t / "fifo").c_str(), 0644) == 0);
+  auto root = sys::openat(AT_FDCWD, t.path().c_str(), O_PATH | O_DIRECTORY);
+  REQUIRE(root.ok());
+  auto r = sys::read_file(root->get(), "fifo");  // returns (empty or an error) instead of hanging
+  if (r.ok()) CHECK(r->empty());
 }

@@ -340,6 +340,22 @@ TEST_CASE("read_layer_tar: hostile entries are refused, naming the entry", "[oci
        {file("etc/passwd", "x"), symlink("etc", "/etc")},
        "'etc': not a directory"},
       {"hard link to outside", {hardlink("ln", "/etc/shadow")}, "ln': hard link"},
+      {"hard link with '..' in its target",
+       {file("a", "x"), hardlink("ln", "d/../../a")},
+       "'ln': hard link target: '..'"},
+      {"hard link through a symlink of this layer",
+       {symlink("etc", "/etc"), hardlink("ln", "etc/shadow")},
+       "'ln': hard link to outside the layer"},
+      {"relative symlink parent, then a file through it",
+       {symlink("up", "../.."), file("up/etc/passwd", "x")},
+       "reached through 'up', a symlink of this layer"},
+      {"hard link to a symlink, then a file through it",
+       {symlink("s", "/etc"), hardlink("h", "s"), file("h/passwd", "x")},
+       "reached through 'h', a symlink of this layer"},
+      {"absolute symlink, then a directory and a file through it",
+       {symlink("s", "/"), dir("s/etc"), file("s/etc/passwd", "x")},
+       "a symlink of this layer"},
+      {"name longer than NAME_MAX", {file(std::string(256, 'n'), "x")}, "invalid path"},
       {"hard link to a missing entry", {hardlink("ln", "etc/shadow")}, "hard link to outside"},
       {"hard link to a later entry",
        {hardlink("ln", "f"), file("f", "x")},
@@ -476,6 +492,63 @@ TEST_CASE("read_layer_tar: from a file descriptor", "[oci]") {
   o.expected_digest = sha256_digest(tar);
   REQUIRE(read_layer_tar(*fx.st, fd.get(), o, &m, &diff_id, &error));
   CHECK(fx.object(find(m, "/f")) == "hello");
+}
+
+}  // namespace
+}  // namespace lamina::oci
+
+namespace lamina::oci {
+namespace {
+
+// One raw ustar header block (what libarchive's writer cannot make: names with a NUL inside).
+std::string ustar_header(const std::string& name, char type, size_t size) {
+  std::string h(512, '\0');
+  std::memcpy(h.data(), name.data(), std::min<size_t>(name.size(), 100));
+  std::snprintf(h.data() + 100, 8, "%07o", 0644);
+  std::snprintf(h.data() + 108, 8, "%07o", 0);
+  std::snprintf(h.data() + 116, 8, "%07o", 0);
+  std::snprintf(h.data() + 124, 12, "%011zo", size);
+  std::snprintf(h.data() + 136, 12, "%011o", 1700000000);
+  h[156] = type;
+  std::memcpy(h.data() + 257, "ustar", 6);
+  std::memcpy(h.data() + 263, "00", 2);
+  std::memset(h.data() + 148, ' ', 8);
+  unsigned sum = 0;
+  for (unsigned char c : h) sum += c;
+  std::snprintf(h.data() + 148, 8, "%06o", sum);
+  return h;
+}
+
+std::string padded(std::string data) {
+  data.resize((data.size() + 511) / 512 * 512, '\0');
+  return data;
+}
+
+TEST_CASE("read_layer_tar: a NUL inside a name ends it, so it cannot hide '..' or '/'",
+          "[oci][security]") {
+  // A pax "path" record carrying "a\0/../../etc/passwd", and a ustar name field with the same.
+  const std::string value = std::string("a\0/../../etc/passwd", 19);
+  std::string record = " path=" + value + "\n";
+  std::string len = std::to_string(record.size() + 2);
+  record = len + record;
+  REQUIRE(record.size() == std::stoul(len));
+  std::string tar = ustar_header("PaxHeaders/x", 'x', record.size()) + padded(record) +
+                    ustar_header("placeholder", '0', 1) + padded("x") +
+                    ustar_header(std::string("b\0/../../etc/shadow", 19), '0', 1) + padded("y") +
+                    std::string(1024, '\0');
+  Fixture fx;
+  Manifest m;
+  std::string diff_id, error;
+  if (fx.read(tar, {}, &m, &diff_id, &error)) {
+    for (const Entry& e : m.entries) {
+      INFO(e.path);
+      CHECK(e.path.find("etc") == std::string::npos);
+      CHECK(e.path.find('\0') == std::string::npos);
+    }
+    CHECK(has(m, "/b"));
+  } else {
+    CHECK_FALSE(error.empty());  // refused outright is fine too
+  }
 }
 
 }  // namespace
