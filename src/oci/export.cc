@@ -114,7 +114,7 @@ bool export_image(store::Store& store, const std::string& name, const std::strin
   im.media_type = std::string(kMediaManifest);
   ImageConfig config;
   fill_config(*img, &config);
-  const bool exact_mtimes = is_volume_snapshot(*img);
+  const bool exact = is_volume_snapshot(*img);
   uint64_t done = 0;
   if (options.progress) options.progress(0, layers.file_bytes);
   for (size_t i = 0; i < layers.manifests.size(); ++i) {
@@ -131,7 +131,7 @@ bool export_image(store::Store& store, const std::string& name, const std::strin
     }
     std::string why;
     bool ok = write_layer_tar(store, layers.manifests[i], options.compression, fd->get(), &blob,
-                              &why, progress, exact_mtimes);
+                              &why, progress, exact);
     if (ok) {
       if (Status s = sys::fsync(fd->get()); !s) {
         ok = false;

@@ -121,7 +121,7 @@ std::string snapshot(const VolumeArgs& a, store::Store& st, const std::string& n
   std::vector<std::string> layers;
   if (!chain.empty()) layers = chain.back().layers;
   if (tag.empty()) tag = std::to_string(next_number(chain, name));
-  const std::string image_name = name + ":" + tag;
+  std::string image_name = name + ":" + tag;
   if (st.read_image(image_name)) throw Failure("snapshot '" + image_name + "' exists");
   std::string error;
   diff::TreeView previous;

@@ -17,8 +17,8 @@ using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
 
 // The image config label that marks a volume snapshot (`lamina snapshot` sets it to the
 // volume's NAME; import keeps it with the config). Export and push write the layers of such an
-// image with exact mtimes (nanoseconds kept), so a volume restored after a round trip through a
-// layout or a registry is identical to the source.
+// image with exact mtimes (nanoseconds kept) and holes (sparse entries), so a volume restored
+// after a round trip through a layout or a registry is identical to the source.
 inline constexpr std::string_view kVolumeLabel = "org.lamina.volume";
 
 // The image config JSON of a new volume snapshot of `volume`: {"Labels":{kVolumeLabel: volume}}.

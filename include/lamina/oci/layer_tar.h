@@ -46,13 +46,13 @@ struct LayerBlob {
 // Writes the layer `manifest` (objects read from `store`) to `out_fd` (from its current
 // offset). Returns false with *error naming the entry or step on failure. `progress`, when set,
 // is called with the bytes of file contents written so far. Sockets are left out (a tar cannot
-// hold them). `exact_mtimes` (the layers of volume snapshots): mtimes keep their nanoseconds
-// (a PAX mtime record) instead of whole seconds. The exact entry rules are in docs/formats.md
-// ("OCI layer tars").
+// hold them). `exact` (the layers of volume snapshots): mtimes keep their nanoseconds
+// (a PAX mtime record) instead of whole seconds, and files with holes are sparse entries.
+// The exact entry rules are in docs/formats.md ("OCI layer tars").
 bool write_layer_tar(const store::Store& store, const store::Manifest& manifest,
                      Compression compression, int out_fd, LayerBlob* blob, std::string* error,
                      const std::function<void(uint64_t file_bytes)>& progress = {},
-                     bool exact_mtimes = false);
+                     bool exact = false);
 
 struct ReadLayerOptions {
   // The manifests of the layers below, bottom first: a path reached through a symlink of any of

@@ -264,7 +264,7 @@ struct Written {
 
 Written write(const store::Store& st, const Manifest& m, Compression c, const TempDir& tmp,
               const std::string& name, uint64_t expect_progress = 6 + kSparseSize,
-              bool exact_mtimes = false) {
+              bool exact = false) {
   const std::string path = tmp / name;
   int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0644);
   REQUIRE(fd >= 0);
@@ -273,7 +273,7 @@ Written write(const store::Store& st, const Manifest& m, Compression c, const Te
   std::string error;
   uint64_t last_progress = 0;
   bool ok = write_layer_tar(
-      st, m, c, fd, &w.blob, &error, [&](uint64_t bytes) { last_progress = bytes; }, exact_mtimes);
+      st, m, c, fd, &w.blob, &error, [&](uint64_t bytes) { last_progress = bytes; }, exact);
   INFO(error);
   REQUIRE(ok);
   CHECK(last_progress == expect_progress);
