@@ -17,7 +17,9 @@
 // instant each image restores to its own tree and the latest snapshot stays the latest (a
 // rewritten image has fewer layers than one not yet rewritten), so the volume index, which
 // names the latest snapshot, stays valid. An interrupted prune leaves the older kept images
-// rewritten and the newer ones not: still a valid chain, pruned again by the next prune.
+// rewritten and the newer ones not: each still restores to its own tree, and a later prune that
+// keeps only images not yet rewritten squashes them again (one that keeps both kinds fails,
+// naming the image that does not extend the oldest kept one).
 
 #include <cstdint>
 #include <string>
