@@ -70,6 +70,18 @@ bool read_layers(const store::Store& st, const store::Image& img, LayerTotals* o
 
 }  // namespace
 
+std::string volume_config_json(const std::string& volume) {
+  return json{{"Labels", {{std::string(kVolumeLabel), volume}}}}.dump();
+}
+
+bool is_volume_snapshot(const store::Image& image) {
+  json j = json::parse(image.config_json, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return false;
+  if (auto cfg = j.find("config"); cfg != j.end() && cfg->is_object()) j = *cfg;
+  auto labels = j.find("Labels");
+  return labels != j.end() && labels->is_object() && labels->contains(std::string(kVolumeLabel));
+}
+
 std::string default_layout_tag(const std::string& image_name) {
   std::string tag;
   for (char c : image_name) {
@@ -104,6 +116,7 @@ bool export_image(store::Store& store, const std::string& name, const std::strin
   im.media_type = std::string(kMediaManifest);
   ImageConfig config;
   fill_config(*img, &config);
+  const bool exact = is_volume_snapshot(*img);
   uint64_t done = 0;
   if (options.progress) options.progress(0, layers.file_bytes);
   for (size_t i = 0; i < layers.manifests.size(); ++i) {
@@ -120,7 +133,7 @@ bool export_image(store::Store& store, const std::string& name, const std::strin
     }
     std::string why;
     bool ok = write_layer_tar(store, layers.manifests[i], options.compression, fd->get(), &blob,
-                              &why, progress);
+                              &why, progress, exact);
     if (ok) {
       if (Status s = sys::fsync(fd->get()); !s) {
         ok = false;

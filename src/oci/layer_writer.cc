@@ -16,12 +16,15 @@
 //
 // Entry rules (documented in docs/formats.md, "OCI layer tars"):
 //  - names are relative ("etc/passwd"); the root is "./"; directories end in '/';
-//  - mode bits, numeric uid/gid, mtime in whole seconds (nanoseconds dropped); no uname,
-//    gname, atime or ctime;
+//  - mode bits, numeric uid/gid, mtime in whole seconds (nanoseconds dropped; with
+//    `exact`, a PAX mtime record keeps them where they are not 0); no uname, gname,
+//    atime or ctime;
 //  - a whiteout `w /a/b` is an empty regular file "a/.wh.b" and an opaque directory gets an
 //    empty regular file "DIR/.wh..wh..opq", both with mode 0, uid/gid 0 and mtime 0;
 //  - a hard link is a link entry to the first name of its file, with that file's metadata;
 //  - sockets are left out (tar cannot hold them);
+//  - with `exact` (volume snapshots), a file with holes is a sparse entry (PAX GNU.sparse
+//    1.0), so that its holes survive the round trip;
 //  - xattrs as SCHILY.xattr.NAME, except the private overlay ones (trusted.overlay.*,
 //    user.overlay.*, user.fuseoverlayfs.*) and security.selinux;
 //  - the tar ends with exactly two zero blocks (no padding to a 10 KiB record).
@@ -32,12 +35,14 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "lamina/base/sys.h"
@@ -228,10 +233,10 @@ std::vector<size_t> tar_order(const Manifest& m) {
   return order;
 }
 
-void set_times_and_owner(archive_entry* ae, const Entry& e) {
+void set_times_and_owner(archive_entry* ae, const Entry& e, bool exact) {
   archive_entry_set_uid(ae, e.uid);
   archive_entry_set_gid(ae, e.gid);
-  archive_entry_set_mtime(ae, e.mtime_sec, 0);
+  archive_entry_set_mtime(ae, e.mtime_sec, exact ? e.mtime_nsec : 0);
 }
 
 // An empty regular file with mode 0, root-owned, mtime 0: a whiteout or the opaque marker.
@@ -247,9 +252,9 @@ EntryPtr marker_entry(const std::string& name) {
 
 class Writer {
  public:
-  Writer(const store::Store& st, const Manifest& m, archive* a,
+  Writer(const store::Store& st, const Manifest& m, archive* a, bool exact,
          const std::function<void(uint64_t)>& progress)
-      : store_(st), m_(m), a_(a), progress_(progress) {}
+      : store_(st), m_(m), a_(a), exact_(exact), progress_(progress) {}
 
   bool write_all(std::string* error) {
     for (size_t i = 0; i < m_.entries.size(); ++i) {
@@ -290,13 +295,13 @@ class Writer {
       const Entry& f = m_.entries[it->second];
       archive_entry_set_filetype(ae.get(), AE_IFREG);
       archive_entry_set_perm(ae.get(), f.mode);
-      set_times_and_owner(ae.get(), f);
+      set_times_and_owner(ae.get(), f, exact_);
       archive_entry_set_hardlink(ae.get(), tar_name(f.path).c_str());
       archive_entry_set_size(ae.get(), 0);
       return header(ae.get(), e.path, error);
     }
     archive_entry_set_perm(ae.get(), e.mode);
-    set_times_and_owner(ae.get(), e);
+    set_times_and_owner(ae.get(), e, exact_);
     for (const auto& [k, v] : e.xattrs) {
       if (!excluded_xattr(k))
         archive_entry_xattr_add_entry(ae.get(), k.c_str(), v.data(), v.size());
@@ -320,12 +325,45 @@ class Writer {
       case EntryKind::kFifo: archive_entry_set_filetype(ae.get(), AE_IFIFO); break;
       default: break;  // handled above
     }
+    if (exact_ && e.kind == EntryKind::kFile && e.size > 0 && !add_sparse_map(ae.get(), e, error)) {
+      return false;
+    }
     if (!header(ae.get(), e.path, error)) return false;
     if (e.kind == EntryKind::kDir && e.opaque) {
       std::string opq = (e.path == "/" ? std::string() : name + "/") + ".wh..wh..opq";
       if (!header(marker_entry(opq).get(), e.path + " (opaque marker)", error)) return false;
     }
     if (e.kind == EntryKind::kFile && e.size > 0) return file_data(e, error);
+    return true;
+  }
+
+  // Volume snapshots: a file with holes becomes a sparse entry (a PAX GNU.sparse 1.0 map of its
+  // object's data extents; libarchive then writes only the bytes inside them), so the holes
+  // survive export and import. A file without holes gets no map.
+  bool add_sparse_map(archive_entry* ae, const Entry& e, std::string* error) {
+    auto fd = store_.open_object(e.object);
+    if (!fd) {
+      *error = e.path + ": object " + e.object + ": " + fd.error().message();
+      return false;
+    }
+    const auto size = static_cast<off_t>(e.size);
+    std::vector<std::pair<off_t, off_t>> extents;  // offset, length
+    for (off_t pos = 0; pos < size;) {
+      auto data = sys::lseek(fd->get(), pos, SEEK_DATA);
+      if (!data && data.code() == ENXIO) break;  // only a hole from pos on
+      if (!data) return true;                    // no SEEK_DATA here: written densely
+      if (*data >= size) break;
+      auto hole = sys::lseek(fd->get(), *data, SEEK_HOLE);
+      if (!hole) return true;
+      const off_t end = std::min(*hole, size);
+      extents.emplace_back(*data, end - *data);
+      pos = end;
+    }
+    if (extents.size() == 1 && extents[0].first == 0 && extents[0].second == size) return true;
+    if (extents.empty()) extents.emplace_back(size, 0);  // all hole: an empty extent at the end
+    for (const auto& [offset, length] : extents) {
+      archive_entry_sparse_add_entry(ae, offset, length);
+    }
     return true;
   }
 
@@ -362,6 +400,7 @@ class Writer {
   const store::Store& store_;
   const Manifest& m_;
   archive* a_;
+  bool exact_;
   const std::function<void(uint64_t)>& progress_;
   std::unordered_map<std::string_view, size_t> files_;  // path of each kFile -> index
   std::vector<char> buf_;
@@ -372,7 +411,7 @@ class Writer {
 
 bool write_layer_tar(const store::Store& store, const store::Manifest& manifest,
                      Compression compression, int out_fd, LayerBlob* blob, std::string* error,
-                     const std::function<void(uint64_t)>& progress) {
+                     const std::function<void(uint64_t)>& progress, bool exact) {
   std::string why;
   if (!store::validate(manifest, &why)) {
     *error = "layer manifest: " + why;
@@ -390,7 +429,12 @@ bool write_layer_tar(const store::Store& store, const store::Manifest& manifest,
     *error = std::string(step) + ": " + (msg != nullptr ? msg : "failed");
     return false;
   };
-  if (archive_write_set_format_pax_restricted(a.get()) != ARCHIVE_OK) return fail("tar format");
+  // Exact mode needs the interchange format: restricted pax adds an mtime record (with the
+  // nanoseconds) only to entries that need an extended header anyway. Entries without
+  // nanoseconds encode the same in both.
+  const int format = exact ? archive_write_set_format_pax(a.get())
+                           : archive_write_set_format_pax_restricted(a.get());
+  if (format != ARCHIVE_OK) return fail("tar format");
   if (archive_write_set_option(a.get(), "pax", "xattrheader", "SCHILY") != ARCHIVE_OK) {
     return fail("tar xattr header option");
   }
@@ -402,7 +446,7 @@ bool write_layer_tar(const store::Store& store, const store::Manifest& manifest,
   if (archive_write_open2(a.get(), &cb, nullptr, write_cb, nullptr, nullptr) != ARCHIVE_OK) {
     return fail("opening the tar writer");
   }
-  Writer w(store, manifest, a.get(), progress);
+  Writer w(store, manifest, a.get(), exact, progress);
   bool ok = w.write_all(error);
   if (ok && archive_write_close(a.get()) != ARCHIVE_OK) ok = fail("finishing the tar");
   if (!ok) {

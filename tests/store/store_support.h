@@ -41,4 +41,18 @@ std::vector<std::string> store_files(const std::string& root);
 // The layer ids of an image, read with `lamina inspect --json`-free means: images/NAME.json.
 std::vector<std::string> image_layers(const std::string& root, const std::string& image);
 
+// lamina(root, args), REQUIRE'd to succeed (the message shows the command and its output).
+void lamina_ok(const std::string& root, const std::vector<std::string>& args);
+
+// `sh -c cmd`, REQUIRE'd to succeed.
+void sh_ok(const std::string& cmd);
+
+// Empty when the tree `actual` (a restored volume) equals `expected`, else a report naming the
+// differences: wt::compare_trees (kinds, modes, owners, sizes, contents, user xattrs, link
+// counts) plus every mtime (ns), the allocated blocks of regular files (holes kept) and which
+// names are one inode (hard links).
+std::string restored_tree_diff(const std::string& expected, const std::string& actual);
+// CHECKs that restored_tree_diff(expected, actual) is empty, with the report as the message.
+void check_restored(const std::string& expected, const std::string& actual);
+
 }  // namespace lamina::st

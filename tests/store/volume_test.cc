@@ -21,8 +21,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "store/store_support.h"
@@ -37,53 +37,6 @@ void write(const std::string& path, const std::string& data) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f << data;
   REQUIRE(f.good());
-}
-
-void sh(const std::string& cmd) {
-  auto r = it::run_process({"sh", "-c", cmd}, std::chrono::seconds(60));
-  INFO(cmd << ": " << r.describe());
-  REQUIRE(r.succeeded());
-}
-
-void run_ok(const std::string& root, const std::vector<std::string>& args) {
-  auto r = lamina(root, args);
-  INFO(fmt::format("lamina {}: {}", fmt::join(args, " "), r.describe()));
-  REQUIRE(r.succeeded());
-}
-
-// Per path: mtime (ns), blocks of regular files, and the first path of its inode (hard links).
-std::map<std::string, std::string> times_and_links(const std::string& root) {
-  std::map<std::string, std::string> out;
-  std::map<std::pair<dev_t, ino_t>, std::string> first;
-  std::vector<std::string> paths{"."};
-  for (const auto& e : fs::recursive_directory_iterator(root)) {
-    paths.push_back(fs::relative(e.path(), root).string());
-  }
-  std::sort(paths.begin(), paths.end());
-  for (const auto& p : paths) {
-    struct stat st {};
-    REQUIRE(::lstat((root + "/" + p).c_str(), &st) == 0);
-    std::string v = fmt::format("mtime={}.{:09}", st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
-    if (S_ISREG(st.st_mode)) {
-      auto [it, fresh] = first.try_emplace({st.st_dev, st.st_ino}, p);
-      v += fmt::format(" blocks={} inode-of={}", st.st_blocks, it->second);
-    }
-    out[p] = v;
-  }
-  return out;
-}
-
-void expect_same(const std::string& expected, const std::string& actual) {
-  std::string report = wt::compare_trees(expected, actual, "expected", "restored");
-  INFO(report);
-  CHECK(report.empty());
-  auto a = times_and_links(expected);
-  auto b = times_and_links(actual);
-  for (const auto& [p, v] : a) {
-    INFO(p);
-    CHECK(b[p] == v);
-  }
-  CHECK(a.size() == b.size());
 }
 
 nlohmann::json layer_entries(const std::string& root, const std::string& layer) {
@@ -116,7 +69,7 @@ TEST_CASE("snapshot chain: restore of each snapshot equals the directory it was 
   write(vol + "/link1", "linked\n");
   REQUIRE(::link((vol + "/link1").c_str(), (vol + "/link2").c_str()) == 0);
   REQUIRE(::setxattr((vol + "/keep").c_str(), "user.k", "v1", 2, 0) == 0);
-  sh(
+  sh_ok(
       fmt::format("truncate -s 8M {0}/sparse && printf head | dd of={0}/sparse conv=notrunc "
                   "status=none && printf tail | dd of={0}/sparse bs=1 seek=6000000 conv=notrunc "
                   "status=none",
@@ -128,9 +81,9 @@ TEST_CASE("snapshot chain: restore of each snapshot equals the directory it was 
   std::vector<std::string> expected;
   auto take = [&](int n) {
     std::string copy = tmp.sub(fmt::format("expected{}", n));
-    sh(fmt::format("cp -a {} {}", vol, copy));
+    sh_ok(fmt::format("cp -a {} {}", vol, copy));
     expected.push_back(copy);
-    run_ok(root, {"snapshot", vol, "--tag", "vol", "-q"});
+    lamina_ok(root, {"snapshot", vol, "--tag", "vol", "-q"});
   };
   take(1);
   // State 2: add, modify, delete, dir -> file, xattr change, a new hard link, sparse rewrite.
@@ -141,7 +94,8 @@ TEST_CASE("snapshot chain: restore of each snapshot equals the directory it was 
   write(vol + "/swap", "now a file\n");
   REQUIRE(::setxattr((vol + "/keep").c_str(), "user.k", "v2", 2, 0) == 0);
   REQUIRE(::link((vol + "/link1").c_str(), (vol + "/a/link3").c_str()) == 0);
-  sh(fmt::format("printf mid | dd of={0}/sparse bs=1 seek=3000000 conv=notrunc status=none", vol));
+  sh_ok(
+      fmt::format("printf mid | dd of={0}/sparse bs=1 seek=3000000 conv=notrunc status=none", vol));
   take(2);
   // State 3: file -> dir, a hard link broken up, the whole old content of a dir gone.
   fs::remove(vol + "/swap");
@@ -167,20 +121,159 @@ TEST_CASE("snapshot chain: restore of each snapshot equals the directory it was 
   for (int n = 1; n <= 4; ++n) {
     INFO("snapshot " << n);
     const std::string dest = tmp.sub(fmt::format("restored{}", n));
-    run_ok(root, {"restore", fmt::format("vol:{}", n), dest, "-q"});
-    expect_same(expected[n - 1], dest);
+    lamina_ok(root, {"restore", fmt::format("vol:{}", n), dest, "-q"});
+    check_restored(expected[n - 1], dest);
   }
 
   // --into-existing: a directory holding the latest state plus junk becomes each snapshot.
   const std::string upd = tmp.sub("updated");
-  sh(
+  sh_ok(
       fmt::format("cp -a {} {} && mkdir -p {}/junk/deep && echo junk > {}/junk/deep/j && echo x "
                   "> {}/keep",
                   vol, upd, upd, upd, upd));
   for (int n : {1, 3, 2}) {
     INFO("into-existing, snapshot " << n);
-    run_ok(root, {"restore", fmt::format("vol:{}", n), upd, "--into-existing", "-q"});
-    expect_same(expected[n - 1], upd);
+    lamina_ok(root, {"restore", fmt::format("vol:{}", n), upd, "--into-existing", "-q"});
+    check_restored(expected[n - 1], upd);
+  }
+}
+
+// The objects the files of an image's layers name.
+std::set<std::string> objects_of(const std::string& root, const std::string& image) {
+  std::set<std::string> out;
+  for (const std::string& layer : image_layers(root, image)) {
+    const nlohmann::json entries = layer_entries(root, layer);
+    for (const auto& e : entries["entries_list"]) {
+      if (e.contains("object")) out.insert(e["object"].get<std::string>());
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> chain_tags(const std::string& root, const std::string& name) {
+  auto r = lamina(root, {"snapshots", name, "--json"});
+  INFO(r.describe());
+  REQUIRE(r.succeeded());
+  std::vector<std::string> out;
+  for (const auto& s : nlohmann::json::parse(r.out)) out.push_back(s["tag"].get<std::string>());
+  return out;
+}
+
+TEST_CASE("--keep N squashes older snapshots: the kept ones restore the same, gc frees the rest",
+          "[volume][keep]") {
+  it::TempDir tmp;
+  const std::string root = tmp.sub("store");
+  const std::string vol = tmp.mkdir("vol");
+  std::vector<std::string> expected;
+  auto take = [&](int n) {
+    std::string copy = tmp.sub(fmt::format("expected{}", n));
+    sh_ok(fmt::format("cp -a {} {}", vol, copy));
+    expected.push_back(copy);
+    lamina_ok(root, {"snapshot", vol, "--tag", "vol", "-q"});
+  };
+  // 1: a tree with a hard link, an xattr and a directory that later becomes a file.
+  fs::create_directories(vol + "/dir/sub");
+  write(vol + "/dir/sub/inner", "only in 1 and 2\n");
+  write(vol + "/keep", "keep, version 1\n");
+  write(vol + "/gone-in-2", "only in 1\n");
+  write(vol + "/link1", "linked\n");
+  REQUIRE(::link((vol + "/link1").c_str(), (vol + "/link2").c_str()) == 0);
+  REQUIRE(::setxattr((vol + "/keep").c_str(), "user.k", "v1", 2, 0) == 0);
+  fs::create_directories(vol + "/emptied");
+  write(vol + "/emptied/old", "old\n");
+  take(1);
+  // 2: modify, add, delete; a directory's whole content replaced (opaque).
+  write(vol + "/keep", "keep, version 2\n");
+  write(vol + "/added-in-2", "added in 2, gone in 3\n");
+  fs::remove(vol + "/gone-in-2");
+  fs::remove(vol + "/emptied/old");
+  write(vol + "/emptied/new", "new\n");
+  take(2);
+  // 3: the directory replaced by a file; a hard link broken up; a delete of 2's addition.
+  fs::remove_all(vol + "/dir");
+  write(vol + "/dir", "a file now\n");
+  fs::remove(vol + "/added-in-2");
+  fs::remove(vol + "/link2");
+  write(vol + "/link2", "linked, alone\n");
+  REQUIRE(::setxattr((vol + "/keep").c_str(), "user.k", "v3", 2, 0) == 0);
+  take(3);
+  // 4: the file becomes a directory again; a modify.
+  fs::remove(vol + "/dir");
+  fs::create_directories(vol + "/dir");
+  write(vol + "/dir/again", "again\n");
+  write(vol + "/keep", "keep, version 4\n");
+  take(4);
+  const std::set<std::string> before = objects_of(root, "vol:4");  // every layer's
+
+  SECTION("a bad N is a clear error and changes nothing") {
+    for (const std::string bad : {"0", "-1", "two", "", "1x"}) {
+      INFO("--keep '" << bad << "'");
+      auto r = lamina(root, {"snapshots", "vol", "--keep", bad});
+      CHECK_FALSE(r.succeeded());
+      CHECK(r.err.find("--keep") != std::string::npos);
+      auto s = lamina(root, {"snapshot", vol, "--tag", "vol", "--keep", bad});
+      CHECK_FALSE(s.succeeded());
+      CHECK(s.err.find("--keep") != std::string::npos);
+    }
+    CHECK(chain_tags(root, "vol") == std::vector<std::string>{"1", "2", "3", "4"});
+    CHECK_FALSE(lamina(root, {"snapshots", "nosuchvolume", "--keep", "1"}).succeeded());
+  }
+
+  SECTION("keep 2, gc, restore the kept ones, then the chain goes on") {
+    auto pruned = lamina(root, {"snapshots", "vol", "--keep", "2"});
+    INFO(pruned.describe());
+    REQUIRE(pruned.succeeded());
+    CHECK(pruned.err.find("removed vol:1 vol:2") != std::string::npos);
+    CHECK(chain_tags(root, "vol") == std::vector<std::string>{"3", "4"});
+    // The kept snapshots share the squashed bottom layer; 4 adds its own delta to it.
+    const auto l3 = image_layers(root, "vol:3");
+    const auto l4 = image_layers(root, "vol:4");
+    REQUIRE(l3.size() == 1);
+    REQUIRE(l4.size() == 2);
+    CHECK(l4[0] == l3[0]);
+    // What the kept snapshots name now: their trees' objects only.
+    std::set<std::string> live = objects_of(root, "vol:3");
+    live.merge(objects_of(root, "vol:4"));
+
+    auto gc = lamina(root, {"gc", "--json"});
+    INFO(gc.describe());
+    REQUIRE(gc.succeeded());
+    auto g = nlohmann::json::parse(gc.out);
+    CHECK(g["layers_removed"].size() == 3);  // the old layers of 1, 2 and 3
+    std::set<std::string> only_pruned;
+    for (const std::string& o : before) {
+      if (live.count(o) == 0) only_pruned.insert(o);
+    }
+    CHECK(only_pruned.size() == 5);  // 1: inner, keep, gone-in-2, old; 2: added-in-2
+    CHECK(g["objects_removed"] == only_pruned.size());
+    for (const std::string& o : only_pruned) {
+      INFO(o);
+      CHECK_FALSE(fs::exists(root + "/objects/" + o.substr(0, 2) + "/" + o.substr(2)));
+    }
+    for (int n : {3, 4}) {
+      INFO("snapshot " << n);
+      const std::string dest = tmp.sub(fmt::format("restored{}", n));
+      lamina_ok(root, {"restore", fmt::format("vol:{}", n), dest, "-q"});
+      check_restored(expected[n - 1], dest);
+    }
+
+    // The next snapshot is an increment on the pruned chain, numbered after the last one.
+    write(vol + "/keep", "keep, version 5\n");
+    auto next = lamina(root, {"snapshot", vol, "--tag", "vol", "--json", "--keep", "2"});
+    INFO(next.describe());
+    REQUIRE(next.succeeded());
+    auto j = nlohmann::json::parse(next.out);
+    CHECK(j["image"] == "vol:5");
+    CHECK(j["removed"] == nlohmann::json::array({"vol:3"}));
+    CHECK(entry_paths(layer_entries(root, j["layer"].get<std::string>())) ==
+          std::vector<std::string>{"/", "/keep"});
+    CHECK(chain_tags(root, "vol") == std::vector<std::string>{"4", "5"});
+    for (int n : {4, 5}) {
+      INFO("snapshot " << n << " after the second prune");
+      const std::string dest = tmp.sub(fmt::format("again{}", n));
+      lamina_ok(root, {"restore", fmt::format("vol:{}", n), dest, "-q"});
+      check_restored(n == 4 ? expected[3] : vol, dest);
+    }
   }
 }
 
@@ -190,7 +283,7 @@ TEST_CASE("incremental snapshot: 1 changed file of 100, touched files add nothin
   const std::string vol = tmp.mkdir("vol");
   fs::create_directories(vol + "/d");
   for (int i = 0; i < 100; ++i) write(vol + fmt::format("/d/f{:03}", i), fmt::format("{}\n", i));
-  run_ok(root, {"snapshot", vol, "--tag", "v:first", "-q"});
+  lamina_ok(root, {"snapshot", vol, "--tag", "v:first", "-q"});
   write(vol + "/d/f042", "changed\n");
   auto r = lamina(root, {"snapshot", vol, "--tag", "v:second", "--json"});
   INFO(r.describe());
@@ -202,7 +295,7 @@ TEST_CASE("incremental snapshot: 1 changed file of 100, touched files add nothin
   CHECK(j["added"] == 0);
 
   // Touched, not changed: the same object, no new bytes; only the mtime is in the delta.
-  sh(fmt::format("touch -d '2001-01-01 00:00:00' {}/d/f007", vol));
+  sh_ok(fmt::format("touch -d '2001-01-01 00:00:00' {}/d/f007", vol));
   auto t = lamina(root, {"snapshot", vol, "--tag", "v", "--json"});
   REQUIRE(t.succeeded());
   auto tj = nlohmann::json::parse(t.out);
@@ -251,8 +344,8 @@ TEST_CASE("restore refuses an existing DEST; a killed restore leaves DEST absent
   const std::string root = tmp.sub("store");
   const std::string vol = tmp.mkdir("vol");
   write(vol + "/small", "small\n");
-  sh(fmt::format("head -c 400M /dev/urandom > {}/big", vol));
-  run_ok(root, {"snapshot", vol, "--tag", "big", "-q"});
+  sh_ok(fmt::format("head -c 400M /dev/urandom > {}/big", vol));
+  lamina_ok(root, {"snapshot", vol, "--tag", "big", "-q"});
 
   const std::string dest = tmp.mkdir("dest");
   write(dest + "/mine", "mine\n");
@@ -372,18 +465,18 @@ TEST_CASE("a snapshot chain exported and imported into a second store restores t
   write(vol + "/g", "g\n");
   REQUIRE(::link((vol + "/g").c_str(), (vol + "/d/g-link").c_str()) == 0);
   REQUIRE(::setxattr((vol + "/g").c_str(), "user.x", "1", 1, 0) == 0);
-  run_ok(root, {"snapshot", vol, "--tag", "v", "-q"});
+  lamina_ok(root, {"snapshot", vol, "--tag", "v", "-q"});
   fs::remove_all(vol + "/d/e");
   write(vol + "/g", "g2\n");
   write(vol + "/h", "h\n");
   const std::string expected = tmp.sub("expected");
-  sh(fmt::format("cp -a {} {}", vol, expected));
-  run_ok(root, {"snapshot", vol, "--tag", "v", "-q"});
+  sh_ok(fmt::format("cp -a {} {}", vol, expected));
+  lamina_ok(root, {"snapshot", vol, "--tag", "v", "-q"});
   const std::string layout = tmp.sub("layout");
-  run_ok(root, {"export", "-q", "v:2", "--oci", layout + ":v2"});
-  run_ok(root2, {"import", "--oci", layout + ":v2", "--tag", "v:2"});
+  lamina_ok(root, {"export", "-q", "v:2", "--oci", layout + ":v2"});
+  lamina_ok(root2, {"import", "--oci", layout + ":v2", "--tag", "v:2"});
   const std::string dest = tmp.sub("restored");
-  run_ok(root2, {"restore", "v:2", dest, "-q"});
+  lamina_ok(root2, {"restore", "v:2", dest, "-q"});
   std::string report = wt::compare_trees(expected, dest, "expected", "restored on store2");
   INFO(report);
   CHECK(report.empty());
@@ -395,7 +488,7 @@ TEST_CASE("snapshot of a file that keeps changing while read fails, storing noth
   const std::string root = tmp.sub("store");
   const std::string vol = tmp.mkdir("vol");
   write(vol + "/steady", "steady\n");
-  sh(fmt::format("head -c 64M /dev/zero > {}/busy", vol));
+  sh_ok(fmt::format("head -c 64M /dev/zero > {}/busy", vol));
   // A writer that rewrites one byte of the busy file without pause.
   it::Child writer({"sh", "-c",
                     fmt::format("while :; do printf x | dd of={}/busy bs=1 seek=100 conv=notrunc "

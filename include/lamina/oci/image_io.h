@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "lamina/oci/layout.h"
 #include "lamina/store/store.h"
@@ -13,6 +14,17 @@ namespace lamina::oci {
 
 // Called with bytes done and total (0 when unknown) for progress bars.
 using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
+
+// The image config label that marks a volume snapshot (`lamina snapshot` sets it to the
+// volume's NAME; import keeps it with the config). Export and push write the layers of such an
+// image with exact mtimes (nanoseconds kept) and holes (sparse entries), so a volume restored
+// after a round trip through a layout or a registry is identical to the source.
+inline constexpr std::string_view kVolumeLabel = "org.lamina.volume";
+
+// The image config JSON of a new volume snapshot of `volume`: {"Labels":{kVolumeLabel: volume}}.
+std::string volume_config_json(const std::string& volume);
+// True when the image's config (an OCI config, or its "config" object) has kVolumeLabel.
+bool is_volume_snapshot(const store::Image& image);
 
 struct ExportOptions {
   Compression compression = Compression::kGzip;

@@ -6,10 +6,10 @@
 // (the manifest order: parents before children), a directory's whiteouts (".wh.NAME", and
 // ".wh..wh..opq" for an opaque directory) before its other entries, hard links only to files
 // earlier in the same layer, xattrs as SCHILY.xattr.* (never overlay xattrs or
-// security.selinux), whole-second mtimes, no atime/ctime/uname/gname, the two zero end blocks;
-// then compressed (gzip without a timestamp or name, or zstd), with the SHA-256 of the tar
-// (diff_id) and of the compressed bytes (digest) computed on the exact bytes written. The same
-// layer always gives the same bytes.
+// security.selinux), whole-second mtimes (exact ones for volume snapshots), no
+// atime/ctime/uname/gname, the two zero end blocks; then compressed (gzip without a timestamp or
+// name, or zstd), with the SHA-256 of the tar (diff_id) and of the compressed bytes (digest)
+// computed on the exact bytes written. The same layer always gives the same bytes.
 //
 // Reading (import, pull): a layer tar (uncompressed, gzip or zstd; PAX, GNU or ustar) ->
 // objects in the store and a manifest, refusing hostile entries with a message naming the entry:
@@ -46,10 +46,13 @@ struct LayerBlob {
 // Writes the layer `manifest` (objects read from `store`) to `out_fd` (from its current
 // offset). Returns false with *error naming the entry or step on failure. `progress`, when set,
 // is called with the bytes of file contents written so far. Sockets are left out (a tar cannot
-// hold them). The exact entry rules are in docs/formats.md ("OCI layer tars").
+// hold them). `exact` (the layers of volume snapshots): mtimes keep their nanoseconds
+// (a PAX mtime record) instead of whole seconds, and files with holes are sparse entries.
+// The exact entry rules are in docs/formats.md ("OCI layer tars").
 bool write_layer_tar(const store::Store& store, const store::Manifest& manifest,
                      Compression compression, int out_fd, LayerBlob* blob, std::string* error,
-                     const std::function<void(uint64_t file_bytes)>& progress = {});
+                     const std::function<void(uint64_t file_bytes)>& progress = {},
+                     bool exact = false);
 
 struct ReadLayerOptions {
   // The manifests of the layers below, bottom first: a path reached through a symlink of any of

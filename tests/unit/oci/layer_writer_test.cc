@@ -263,7 +263,8 @@ struct Written {
 };
 
 Written write(const store::Store& st, const Manifest& m, Compression c, const TempDir& tmp,
-              const std::string& name, uint64_t expect_progress = 6 + kSparseSize) {
+              const std::string& name, uint64_t expect_progress = 6 + kSparseSize,
+              bool exact = false) {
   const std::string path = tmp / name;
   int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0644);
   REQUIRE(fd >= 0);
@@ -271,8 +272,8 @@ Written write(const store::Store& st, const Manifest& m, Compression c, const Te
   Written w;
   std::string error;
   uint64_t last_progress = 0;
-  bool ok = write_layer_tar(st, m, c, fd, &w.blob, &error,
-                            [&](uint64_t bytes) { last_progress = bytes; });
+  bool ok = write_layer_tar(
+      st, m, c, fd, &w.blob, &error, [&](uint64_t bytes) { last_progress = bytes; }, exact);
   INFO(error);
   REQUIRE(ok);
   CHECK(last_progress == expect_progress);
@@ -401,6 +402,42 @@ TEST_CASE("layer writer: every entry kind, in OCI order, with the OCI header rul
   Written again = write(*st, m, c, tmp, "again");
   CHECK(again.bytes == w.bytes);
   CHECK(again.blob.digest == w.blob.digest);
+}
+
+TEST_CASE("layer writer: exact mode (volume snapshots) keeps nanoseconds and holes", "[oci]") {
+  TempDir tmp;
+  auto st = make_store(tmp / "store");
+  Manifest m = every_kind(*st);
+  Written w = write(*st, m, Compression::kNone, tmp, "exact", 6 + kSparseSize, true);
+  auto entries = read_archive(w.bytes);
+  std::map<std::string, ReadEntry> by;
+  for (auto& e : entries) by[e.name] = e;
+  CHECK(by["./"].mtime == 1700000000);
+  CHECK(by["./"].mtime_nsec == 123456789);
+  CHECK(by["a/x"].mtime_nsec == 123456789);
+  CHECK(by["b/link"].mtime_nsec == 123456789);
+  CHECK(by["a/.wh.gone"].mtime_nsec == 0);
+  // The sparse object is a sparse entry: only its data extents are in the tar.
+  CHECK(by["big"].data == sparse_bytes());
+  CHECK(w.tar.size() < kSparseSize / 4);
+  size_t zeros = 0;
+  bool sparse_seen = false;
+  for (const auto& e : walk_raw(w.tar, &zeros)) {
+    INFO(e.name);
+    CHECK(e.pax.count("atime") == 0);
+    CHECK(e.pax.count("ctime") == 0);
+    if (e.pax.count("GNU.sparse.name") != 0U) {
+      CHECK(e.pax.at("GNU.sparse.name") == "big");
+      sparse_seen = true;
+    }
+  }
+  CHECK(sparse_seen);
+  // Without nanoseconds and holes, exact and whole-second layers are the same bytes.
+  std::erase_if(m.entries, [](const Entry& e) { return e.path == "/big"; });
+  for (Entry& e : m.entries) e.mtime_nsec = 0;
+  Written a = write(*st, m, Compression::kNone, tmp, "whole", 6, false);
+  Written b = write(*st, m, Compression::kNone, tmp, "exact0", 6, true);
+  CHECK(a.bytes == b.bytes);
 }
 
 TEST_CASE("layer writer: a directory's whiteouts come before its other entries, deep too",
