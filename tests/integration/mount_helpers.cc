@@ -221,6 +221,41 @@ std::string Mount::describe() const {
   return s;
 }
 
+// ---- laminafs in the foreground ---------------------------------------------------------------
+
+ForegroundDaemon::ForegroundDaemon(std::string mountpoint, const StackPaths& paths)
+    : mountpoint_(strip_slash(std::move(mountpoint))),
+      child_({laminafs_bin(), "-f", "-o", mount_options(paths), mountpoint_}) {
+  start_watchdog_once();
+  watchdog_track(mountpoint_);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (is_mountpoint(mountpoint_)) {
+      mounted_ = true;
+      return;
+    }
+    if (child_.wait(std::chrono::milliseconds(5))) return;  // exited: failed to mount
+  }
+}
+
+ForegroundDaemon::~ForegroundDaemon() {
+  if (child_.running()) child_.kill_and_reap();
+  detach();
+}
+
+void ForegroundDaemon::detach() {
+  if (is_mountpoint(mountpoint_)) ::umount2(mountpoint_.c_str(), MNT_DETACH);
+  watchdog_untrack(mountpoint_);
+}
+
+ProcResult ForegroundDaemon::unmount(std::chrono::milliseconds timeout) {
+  unmount_fuse(mountpoint_);
+  if (child_.running() && !child_.wait(timeout)) child_.kill_and_reap();
+  detach();
+  mounted_ = false;
+  return child_.result();
+}
+
 // ---- kernel overlayfs ----------------------------------------------------------------------
 
 KernelOverlay::KernelOverlay(std::string mountpoint, const StackPaths& requested)

@@ -97,6 +97,34 @@ class Mount {
   bool mounted_now_ = false;
 };
 
+// laminafs -f as our child: its pid is the daemon's (for kill, /proc sampling, stack dumps) and
+// its messages land in its stderr file. The constructor waits up to 15 s for the mount; the
+// destructor kills the daemon if it still runs and detaches the mount.
+class ForegroundDaemon {
+ public:
+  ForegroundDaemon(std::string mountpoint, const StackPaths& paths);
+  ~ForegroundDaemon();
+  ForegroundDaemon(const ForegroundDaemon&) = delete;
+  ForegroundDaemon& operator=(const ForegroundDaemon&) = delete;
+
+  bool ok() const { return mounted_; }
+  pid_t pid() const { return child_.pid(); }
+  const std::string& path() const { return mountpoint_; }
+  // The daemon's outcome and stderr so far.
+  std::string describe() const { return child_.result().describe(); }
+  void kill9() { child_.kill_and_reap(); }
+  // The dead mount: detached (lazy unmount), as an admin would after a crash.
+  void detach();
+  // fusermount3 -u, then waits up to `timeout` for the daemon to exit (killed after that).
+  // The daemon's result: a clean unmount exits 0 (and, in sanitizer builds, reports no leak).
+  ProcResult unmount(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+ private:
+  std::string mountpoint_;
+  Child child_;
+  bool mounted_ = false;
+};
+
 // Kernel overlayfs over the same kind of stack, as the reference. Lower-only mounts are
 // read-only; a single lower gets an extra empty lower (the kernel wants two without upper).
 class KernelOverlay {

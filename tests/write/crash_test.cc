@@ -52,41 +52,7 @@ uint64_t run_seed() {
          1000000007ull;
 }
 
-// laminafs -f as our child: its pid is the daemon's.
-class ForegroundDaemon {
- public:
-  ForegroundDaemon(std::string mnt, const StackPaths& paths)
-      : mnt_(std::move(mnt)),
-        child_({it::laminafs_bin(), "-f", "-o", it::mount_options(paths), mnt_}) {
-    it::watchdog_track(mnt_);
-    auto deadline = Clock::now() + std::chrono::seconds(15);
-    while (Clock::now() < deadline) {
-      if (it::is_mountpoint(mnt_)) {
-        mounted_ = true;
-        return;
-      }
-      if (child_.wait(milliseconds(5))) return;  // exited: failed to mount
-    }
-  }
-  ~ForegroundDaemon() {
-    if (child_.running()) child_.kill_and_reap();
-    detach();
-  }
-  bool ok() const { return mounted_; }
-  pid_t pid() const { return child_.pid(); }
-  std::string describe() const { return child_.result().describe(); }
-  void kill9() { child_.kill_and_reap(); }
-  // The dead mount: detached (lazy unmount), as an admin would after a crash.
-  void detach() {
-    if (it::is_mountpoint(mnt_)) ::umount2(mnt_.c_str(), MNT_DETACH);
-    it::watchdog_untrack(mnt_);
-  }
-
- private:
-  std::string mnt_;
-  it::Child child_;
-  bool mounted_ = false;
-};
+using it::ForegroundDaemon;
 
 // A forked process running fn (which must only make syscalls), killed if still there at the
 // end of the test.
