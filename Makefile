@@ -39,7 +39,7 @@ TIDY_DIRS  := src tools
 TIDY_REGEX := $(abspath .)/(src|tools)/.*\.cc$$
 
 .PHONY: all deps configure build test asan build-asan test-asan example lint format tidy clean help \
-  bench bench-quick
+  bench bench-quick soak load
 
 all: build
 
@@ -55,6 +55,10 @@ help:
 	@echo "                 docs/benchmarks.md and docs/bench/*.png"
 	@echo "make bench-quick the same at small sizes, one run (smoke test, < 1 min); report in"
 	@echo "                 $(BUILD_DIR)/bench-quick/"
+	@echo "make soak        build, then SOAK_PROCS (4) lamina_fsx processes for SOAK_TIME (1800) s"
+	@echo "                 on one mount, verified again after a remount (root, /dev/fuse)"
+	@echo "make load        build, then LOAD_PROCS (16) processes of mixed work for LOAD_TIME (600) s"
+	@echo "                 on one mount and on a plain dir: errors, stalls, daemon RSS (root)"
 	@echo "make clean       remove $(BUILD_DIR)/ and $(ASAN_BUILD_DIR)/"
 
 deps:
@@ -113,6 +117,19 @@ bench: build
 bench-quick: build
 	$(PYTHON) bench/run_bench.py --quick --build-dir $(BUILD_DIR) \
 	  --out $(BUILD_DIR)/bench-quick/benchmarks.md --plots $(BUILD_DIR)/bench-quick $(BENCH_ARGS)
+
+# Long soak and load runs (docs/reliability.md); ctest runs short versions of both. The seed is
+# printed; SOAK_SEED / LOAD_SEED replay a run.
+SOAK_TIME  ?= 1800
+SOAK_PROCS ?= 4
+LOAD_TIME  ?= 600
+LOAD_PROCS ?= 16
+
+soak: build
+	SOAK_TIME=$(SOAK_TIME) SOAK_PROCS=$(SOAK_PROCS) $(BUILD_DIR)/bin/soak_tests '[soak]'
+
+load: build
+	LOAD_TIME=$(LOAD_TIME) LOAD_PROCS=$(LOAD_PROCS) $(BUILD_DIR)/bin/soak_tests '[load]'
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR)

@@ -96,6 +96,7 @@ struct Options {
   uint64_t seed = 1;
   pid_t daemon = 0;
   double stall = 60;
+  std::string only;  // comma-separated op names to run (narrowing down a failure); empty: all
 };
 
 [[noreturn]] void usage(const char* msg) {
@@ -103,7 +104,7 @@ struct Options {
                "lamina_load: %s\n"
                "usage: lamina_load prepare --dir DIR\n"
                "       lamina_load run --dir DIR --procs N --duration SEC --seed S --report FILE\n"
-               "                       [--daemon-pid PID] [--stall SEC]\n",
+               "                       [--daemon-pid PID] [--stall SEC] [--only OP,OP...]\n",
                msg);
   std::exit(kExitUsage);
 }
@@ -137,6 +138,8 @@ Options parse(int argc, char** argv) {
       o.seed = parse_u64(a, v);
     } else if (a == "--daemon-pid") {
       o.daemon = static_cast<pid_t>(parse_u64(a, v));
+    } else if (a == "--only") {
+      o.only = v;
     } else if (a == "--stall") {
       o.stall = static_cast<double>(parse_u64(a, v));
     } else {
@@ -147,6 +150,15 @@ Options parse(int argc, char** argv) {
   if (o.mode == "run" && o.report.empty()) usage("--report is required");
   if (o.procs < 1 || o.procs > kMaxProcs) usage("--procs must be 1..256");
   if (o.stall < 1) usage("--stall must be at least 1");
+  for (size_t b = 0; !o.only.empty() && b <= o.only.size();) {
+    size_t e = o.only.find(',', b);
+    if (e == std::string::npos) e = o.only.size();
+    std::string name = o.only.substr(b, e - b);
+    bool known = false;
+    for (const char* n : kOpNames) known = known || name == n;
+    if (!known) usage(("unknown op in --only: " + name).c_str());
+    b = e + 1;
+  }
   return o;
 }
 
@@ -159,8 +171,14 @@ std::string errno_name(int e) {
 
 class Worker {
  public:
-  Worker(Shared* shared, int id, uint64_t seed) : sh_(shared), id_(id), rng_(seed) {
-    for (int i = 0; i < kOpCount; ++i) total_weight_ += kWeights[i];
+  Worker(Shared* shared, int id, uint64_t seed, const std::string& only)
+      : sh_(shared), id_(id), rng_(seed) {
+    for (int i = 0; i < kOpCount; ++i) {
+      bool on = only.empty() ||
+                ("," + only + ",").find(std::string(",") + kOpNames[i] + ",") != std::string::npos;
+      weights_[i] = on ? kWeights[i] : 0;
+      total_weight_ += weights_[i];
+    }
   }
   [[noreturn]] void loop();
 
@@ -178,6 +196,7 @@ class Worker {
   Shared* sh_;
   int id_;
   std::mt19937_64 rng_;
+  int weights_[kOpCount] = {};
   int total_weight_ = 0;
   char buf_[16384] = {};
 };
@@ -273,7 +292,7 @@ void Worker::loop() {
   while (sh_->stop.load(std::memory_order_relaxed) == 0) {
     int pick = static_cast<int>(rnd(static_cast<uint64_t>(total_weight_)));
     int op = 0;
-    while (pick >= kWeights[op]) pick -= kWeights[op++];
+    while (pick >= weights_[op]) pick -= weights_[op++];
     int e = run(static_cast<Op>(op));
     sh_->ops[op].fetch_add(1, std::memory_order_relaxed);
     if (e) sh_->errors[op][e < kMaxErrno ? e : 0].fetch_add(1, std::memory_order_relaxed);
@@ -354,7 +373,7 @@ int run(const Options& o) {
       sh->stop = 1;
       break;
     }
-    if (pid == 0) Worker(sh, i, o.seed * 1000003u + static_cast<uint64_t>(i)).loop();
+    if (pid == 0) Worker(sh, i, o.seed * 1000003u + static_cast<uint64_t>(i), o.only).loop();
     workers.push_back(pid);
   }
 

@@ -150,6 +150,15 @@ TEST_CASE("load: 16 processes on one mount: only plain-dir errors, no stall, fla
               static_cast<unsigned long long>(on_mount.total), on_mount.seconds,
               on_mount.total / std::max(on_mount.seconds, 1.0), describe_errors(on_mount).c_str());
   CHECK(on_mount.total > 0);
+  std::printf("load errors by operation (plain / mount):\n");
+  std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> table;
+  for (const auto& [key, n] : on_plain.errors) table[key].first = n;
+  for (const auto& [key, n] : on_mount.errors) table[key].second = n;
+  for (const auto& [key, counts] : table) {
+    std::printf("  %-8s %-10s %10llu %10llu\n", key.first.c_str(), key.second.c_str(),
+                static_cast<unsigned long long>(counts.first),
+                static_cast<unsigned long long>(counts.second));
+  }
 
   // Errors: nothing the plain directory would not give.
   std::set<std::pair<std::string, std::string>> plain_pairs;
