@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstring>
@@ -385,7 +386,7 @@ Result<struct stat> UnionFs::getattr(const Node* node, int fd) const {
   for (int attempt = 0; attempt < kMovedRetries && parts->front().obj->named() &&
                         is_upper(parts->front()) && !(st && still_names(node, *st));
        ++attempt) {
-    std::this_thread::yield();
+    moved_pause(attempt);
     parts = node->parts();
     st = layers_[parts->front().layer]->stat(*parts->front().obj);
   }
@@ -474,13 +475,21 @@ Result<UniqueFd> UnionFs::open(Node* node, int flags) {
       }
     }
     if (retry) {
-      std::this_thread::yield();
+      moved_pause(attempt);
       continue;
     }
     if (fd && trunc) {
       if (Status s = sys::ftruncate(fd->get(), 0); !s) return s.error();
     }
     return fd;
+  }
+}
+
+void UnionFs::moved_pause(int attempt) {
+  if (attempt < 64) {
+    std::this_thread::yield();
+  } else {
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
 }
 

@@ -318,9 +318,11 @@ class UnionFs {
   // True if `st` is the object `node` stands for (its key). A renamed file's node is re-pointed
   // just after the rename, and the kernel does not hold back an open or getattr of the file
   // meanwhile: a named upper part read just before may lead to a whiteout, another file or
-  // nothing. Readers check, and read the parts again (at most kMovedRetries times).
+  // nothing. Readers check, and read the parts again after moved_pause(attempt), for about a
+  // second at most (the renaming thread may be preempted in between).
   bool still_names(const Node* node, const struct stat& st) const;
-  static constexpr int kMovedRetries = 1000;
+  static void moved_pause(int attempt);
+  static constexpr int kMovedRetries = 10000;
 
   mutable std::mutex table_mu_;
   std::unordered_map<Node*, std::shared_ptr<Node>> live_;               // GUARDED_BY(table_mu_)
