@@ -425,7 +425,21 @@ Result<std::string> UnionFs::readlink(const Node* node) const {
   if (!S_ISLNK(node->type)) return Error{EINVAL, "readlink"};
   auto parts = node->parts();
   const Part& top = parts->front();
-  return layers_[top.layer]->readlink(*top.obj);
+  return layers_[top.layer]->readlink(*checked_top(node));
+}
+
+std::shared_ptr<const ObjRef> UnionFs::checked_top(const Node* node) const {
+  for (int attempt = 0;; ++attempt) {
+    auto parts = node->parts();
+    const Part& top = parts->front();
+    if (!top.obj->named() || !is_upper(top) || attempt >= kMovedRetries) return top.obj;
+    auto fd = sys::open_path(top.obj->dir->fd.get(), top.obj->name.c_str());
+    if (fd) {
+      auto st = sys::fstat(fd->get());
+      if (st && still_names(node, *st)) return std::make_shared<const ObjRef>(std::move(*fd));
+    }
+    moved_pause(attempt);
+  }
 }
 
 bool UnionFs::immutable_data(const Node* node) const {

@@ -528,7 +528,7 @@ Result<struct stat> UnionFs::setattr(Node* node, const SetAttr& a, int fd) {
   if (config_.read_only) return Error{EROFS, "setattr"};
   // Only a size change needs the data; the rest is a metadata-only copy-up.
   if (Status s = copy_up(node, (a.valid & SetAttr::kSize) != 0); !s) return s.error();
-  auto obj = node->parts()->front().obj;
+  auto obj = checked_top(node);
   PathFd path_fd(*obj);
   // An open file whose last name went (fchmod after unlink) is reached through its descriptor.
   if (!path_fd.ok() && !(path_fd.error().code == ENOENT && fd >= 0)) return path_fd.error();

@@ -322,6 +322,9 @@ class UnionFs {
   // second at most (the renaming thread may be preempted in between).
   bool still_names(const Node* node, const struct stat& st) const;
   static void moved_pause(int attempt);
+  // The node's topmost part for a by-name use (readlink, setattr): a named upper part comes
+  // back as a descriptor checked with still_names, so a rename meanwhile cannot redirect it.
+  std::shared_ptr<const ObjRef> checked_top(const Node* node) const;
   static constexpr int kMovedRetries = 10000;
 
   mutable std::mutex table_mu_;
