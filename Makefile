@@ -43,7 +43,7 @@ TIDY_DIRS  := src tools
 TIDY_REGEX := $(abspath .)/(src|tools)/.*\.cc$$
 
 .PHONY: all deps configure build test asan build-asan test-asan example lint format tidy clean help \
-  bench bench-quick build-passthrough test-passthrough build-fuzz fuzz
+  bench bench-quick build-passthrough test-passthrough build-fuzz fuzz soak load
 
 all: build
 
@@ -61,10 +61,14 @@ help:
 	@echo "                 docs/benchmarks.md and docs/bench/*.png"
 	@echo "make bench-quick the same at small sizes, one run (smoke test, < 1 min); report in"
 	@echo "                 $(BUILD_DIR)/bench-quick/"
+	@echo "make soak        build, then SOAK_PROCS (4) lamina_fsx processes for SOAK_TIME (1800) s"
+	@echo "                 on one mount, verified again after a remount (root, /dev/fuse)"
+	@echo "make load        build, then LOAD_PROCS (16) processes of mixed work for LOAD_TIME (600) s"
+	@echo "                 on one mount and on a plain dir: errors, stalls, daemon RSS (root)"
 	@echo "make fuzz        clang libFuzzer build into $(FUZZ_BUILD_DIR)/, then each harness of tests/fuzz"
 	@echo "                 for FUZZ_TIME seconds (default $(FUZZ_TIME)); FUZZ_TARGETS picks some; a crash"
 	@echo "                 fails (docs/reliability.md, Fuzzing)"
-	@echo "make clean       remove $(BUILD_DIR)/, $(ASAN_BUILD_DIR)/ and $(FUZZ_BUILD_DIR)/"
+	@echo "make clean       remove $(BUILD_DIR)/, $(ASAN_BUILD_DIR)/, $(PT_BUILD_DIR)/, $(FUZZ_BUILD_DIR)/"
 
 deps:
 	scripts/deps.sh
@@ -145,6 +149,19 @@ build-fuzz:
 
 fuzz: build-fuzz
 	tests/fuzz/run_fuzz.sh $(FUZZ_BUILD_DIR) $(FUZZ_TIME) $(FUZZ_TARGETS)
+
+# Long soak and load runs (docs/reliability.md); ctest runs short versions of both. The seed is
+# printed; SOAK_SEED / LOAD_SEED replay a run.
+SOAK_TIME  ?= 1800
+SOAK_PROCS ?= 4
+LOAD_TIME  ?= 600
+LOAD_PROCS ?= 16
+
+soak: build
+	SOAK_TIME=$(SOAK_TIME) SOAK_PROCS=$(SOAK_PROCS) $(BUILD_DIR)/bin/soak_tests '[soak]'
+
+load: build
+	LOAD_TIME=$(LOAD_TIME) LOAD_PROCS=$(LOAD_PROCS) $(BUILD_DIR)/bin/soak_tests '[load]'
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(PT_BUILD_DIR) $(FUZZ_BUILD_DIR)

@@ -146,10 +146,14 @@ Status UnionFs::copy_up(Node* node, bool data) {
     auto up = upper_dir(node);
     return up ? Status{} : Status{up.error()};
   }
+  // The name's lock first: an unlink or rename of the name comes wholly before the copy-up (it
+  // finds the name removed) or after (it finds the node naming its upper part, to pin it).
+  std::unique_lock name_lock(name_mu(node->name()));
   std::unique_lock copy_lock(node->copy_mu_);
   auto parts = node->parts();
   if (is_upper(parts->front())) {
     copy_lock.unlock();
+    name_lock.unlock();
     if (parts->front().indexed) return {};
     return data && parts->size() > 1 ? copy_up_data(node) : Status{};
   }
@@ -220,6 +224,15 @@ Status UnionFs::copy_up(Node* node, bool data) {
     s = sys::linkat(wfd, tmp.c_str(), index_fd_.get(), key.c_str(), 0);
     if (s && config_.fsync) s = sync_dir(index_fd_.get());
   }
+  if (s) {
+    // Unlinked while this node was being opened: the file is gone, as for a later lookup.
+    auto removed = overlay::has_whiteout(up, name);
+    if (!removed) {
+      s = removed.error();
+    } else if (*removed) {
+      s = Error{ENOENT, "copy-up(name removed)"};
+    }
+  }
   if (s) s = sys::renameat2(wfd, tmp.c_str(), up, name.c_str(), RENAME_NOREPLACE);
   if (!s && s.code() == EEXIST) {
     // A newer node for the same name (this one went stale) copied it up first: the upper
@@ -233,6 +246,11 @@ Status UnionFs::copy_up(Node* node, bool data) {
     PartList adopted{Part{0, false, false, std::make_shared<ObjRef>(*parent_up, name)}};
     auto marks = overlay::file_marks(*layers_[0], *adopted.front().obj);
     if (!marks) return marks.error();
+    // Only a copy of this same object (it records our number): another file renamed or
+    // created onto the name since this node was looked up means ours left the namespace.
+    if (!S_ISLNK(st->st_mode) && marks->ino != node->ino) {
+      return Error{ENOENT, "copy-up(name reused)"};
+    }
     if (marks->metacopy) adopted.push_back(src);  // their copy is metadata only
     set_parts(node, std::move(adopted));
     copy_lock.unlock();

@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <unordered_map>
 
 #include "lamina/core/overlay_format.h"
@@ -391,8 +393,15 @@ void UnionFs::apply_owner_overrides(const PartList& parts, struct stat* st) cons
 
 Result<struct stat> UnionFs::getattr(const Node* node, int fd) const {
   auto parts = node->parts();
-  const Part& top = parts->front();
-  auto st = layers_[top.layer]->stat(*top.obj);
+  auto st = layers_[parts->front().layer]->stat(*parts->front().obj);
+  // A named upper part may have been renamed away just now (see still_names).
+  for (int attempt = 0; attempt < kMovedRetries && parts->front().obj->named() &&
+                        is_upper(parts->front()) && !(st && still_names(node, *st));
+       ++attempt) {
+    moved_pause(attempt);
+    parts = node->parts();
+    st = layers_[parts->front().layer]->stat(*parts->front().obj);
+  }
   // An open file whose last name went: fstat of the open descriptor.
   if (!st && st.code() == ENOENT && fd >= 0) st = sys::fstat(fd);
   if (!st) return st.error();
@@ -428,7 +437,21 @@ Result<std::string> UnionFs::readlink(const Node* node) const {
   if (!S_ISLNK(node->type)) return Error{EINVAL, "readlink"};
   auto parts = node->parts();
   const Part& top = parts->front();
-  return layers_[top.layer]->readlink(*top.obj);
+  return layers_[top.layer]->readlink(*checked_top(node));
+}
+
+std::shared_ptr<const ObjRef> UnionFs::checked_top(const Node* node) const {
+  for (int attempt = 0;; ++attempt) {
+    auto parts = node->parts();
+    const Part& top = parts->front();
+    if (!top.obj->named() || !is_upper(top) || attempt >= kMovedRetries) return top.obj;
+    auto fd = sys::open_path(top.obj->dir->fd.get(), top.obj->name.c_str());
+    if (fd) {
+      auto st = sys::fstat(fd->get());
+      if (st && still_names(node, *st)) return std::make_shared<const ObjRef>(std::move(*fd));
+    }
+    moved_pause(attempt);
+  }
 }
 
 bool UnionFs::immutable_data(const Node* node) const {
@@ -451,18 +474,54 @@ Result<UniqueFd> UnionFs::open(Node* node, int flags) {
       return s.error();
     }
   }
-  auto parts = node->parts();
-  // A regular file reads from its data part: the lower file of a metacopy.
-  const Part& top = S_ISREG(node->type) ? parts->back() : parts->front();
   // Only flags that change how I/O behaves pass through; creation flags were handled by the
-  // kernel and create(); O_NOFOLLOW is meaningless on the resolved object.
+  // kernel and create(); O_NOFOLLOW is meaningless on the resolved object. O_TRUNC waits until
+  // the object is known to be this node's (see still_names).
   int pass = acc | (flags & (O_DIRECT | O_NOATIME | O_DIRECTORY | O_NONBLOCK | O_APPEND | O_TRUNC |
                              O_SYNC | O_DSYNC));
-  auto fd = layers_[top.layer]->open(*top.obj, pass);
-  if (!fd && fd.code() == EPERM && (pass & O_NOATIME)) {
-    fd = layers_[top.layer]->open(*top.obj, pass & ~O_NOATIME);
+  const bool trunc = (pass & O_TRUNC) && acc != O_RDONLY;
+  if (trunc) pass &= ~O_TRUNC;
+  for (int attempt = 0;; ++attempt) {
+    auto parts = node->parts();
+    // A regular file reads from its data part: the lower file of a metacopy.
+    const Part& top = S_ISREG(node->type) ? parts->back() : parts->front();
+    auto fd = layers_[top.layer]->open(*top.obj, pass);
+    if (!fd && fd.code() == EPERM && (pass & O_NOATIME)) {
+      fd = layers_[top.layer]->open(*top.obj, pass & ~O_NOATIME);
+    }
+    const bool checked = &top == &parts->front() && top.obj->named() && is_upper(top);
+    bool retry = false;
+    if (checked && attempt < kMovedRetries) {
+      if (fd) {
+        auto st = sys::fstat(fd->get());
+        retry = st && !still_names(node, *st);
+      } else {
+        retry = fd.code() == ENOENT || fd.code() == ENXIO || fd.code() == ELOOP ||
+                fd.code() == EISDIR || fd.code() == ENOTDIR;
+      }
+    }
+    if (retry) {
+      moved_pause(attempt);
+      continue;
+    }
+    if (fd && trunc) {
+      if (Status s = sys::ftruncate(fd->get(), 0); !s) return s.error();
+    }
+    return fd;
   }
-  return fd;
+}
+
+void UnionFs::moved_pause(int attempt) {
+  if (attempt < 64) {
+    std::this_thread::yield();
+  } else {
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+}
+
+bool UnionFs::still_names(const Node* node, const struct stat& st) const {
+  std::lock_guard lock(table_mu_);
+  return node->key_dev_ == st.st_dev && node->key_ino_ == st.st_ino;
 }
 
 Result<std::vector<DirEntry>> UnionFs::list(const Node* dir) const {

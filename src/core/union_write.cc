@@ -247,6 +247,8 @@ Status UnionFs::remove_name(Node* parent, const std::string& name, const PartLis
 Status UnionFs::unlink(Node* parent, std::string_view name) {
   if (config_.read_only) return Error{EROFS, "unlink"};
   const std::string cname(name);
+  // A copy-up of this very name must not interleave (see name_mu_ in union_fs.h).
+  std::lock_guard name_lock(name_mu(cname));
   if (overlay::is_reserved_name(name)) return Error{ENOENT, "unlink"};
   auto parts = resolve(*parent->parts(), cname.c_str(), false);
   if (!parts) return parts.error();
@@ -348,6 +350,8 @@ Status UnionFs::rename(Node* parent, std::string_view name, Node* new_parent,
   if (Status s = check_name(new_name); !s) return s;
   const std::string from(name), to(new_name);
   if (overlay::is_reserved_name(name)) return Error{ENOENT, "rename"};
+  // Copy-ups of either name must not interleave (see name_mu_ in union_fs.h).
+  std::scoped_lock name_locks(name_mu(from), name_mu(to));
   auto src_parts = resolve(*parent->parts(), from.c_str(), false);
   if (!src_parts) return src_parts.error();
   if (src_parts->empty()) return Error{ENOENT, "rename"};
@@ -524,7 +528,7 @@ Result<struct stat> UnionFs::setattr(Node* node, const SetAttr& a, int fd) {
   if (config_.read_only) return Error{EROFS, "setattr"};
   // Only a size change needs the data; the rest is a metadata-only copy-up.
   if (Status s = copy_up(node, (a.valid & SetAttr::kSize) != 0); !s) return s.error();
-  auto obj = node->parts()->front().obj;
+  auto obj = checked_top(node);
   PathFd path_fd(*obj);
   // An open file whose last name went (fchmod after unlink) is reached through its descriptor.
   if (!path_fd.ok() && !(path_fd.error().code == ENOENT && fd >= 0)) return path_fd.error();

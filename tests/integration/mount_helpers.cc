@@ -260,6 +260,14 @@ void ForegroundDaemon::detach() {
   watchdog_untrack(mnt_);
 }
 
+ProcResult ForegroundDaemon::unmount(std::chrono::milliseconds timeout) {
+  unmount_fuse(mnt_);
+  if (child_->running() && !child_->wait(timeout)) child_->kill_and_reap();
+  detach();
+  mounted_ = false;
+  return child_->result();
+}
+
 // ---- kernel overlayfs ----------------------------------------------------------------------
 
 KernelOverlay::KernelOverlay(std::string mountpoint, const StackPaths& requested)

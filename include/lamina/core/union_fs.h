@@ -21,6 +21,10 @@
 // mutex and then use the list without any lock.
 //
 // Locks, in order (a thread only takes a lock listed after the ones it holds):
+//   name_mu_         one of kNameLocks recursive stripes, chosen by name: serializes the copy-up
+//                    of a non-directory with unlink and rename of its name, which the kernel
+//                    does not (an open for writing holds no directory lock). Rename takes the
+//                    stripes of both names at once (std::scoped_lock), everyone else one.
 //   Node::copy_mu    serializes copy-up of one node; a child's is taken before its parent's
 //   Node::mu         guards parts_, parent_, name_, removed_ (leaf, never held across I/O)
 //   table_mu_        guards the node tables and every Node::nlookup (leaf)
@@ -303,6 +307,26 @@ class UnionFs {
       return std::hash<uint64_t>()(k.second * 0x9E3779B97F4A7C15ULL ^ k.first);
     }
   };
+  // Different names may share a stripe, which only costs a wait; recursive because rename
+  // and unlink hold it across the copy-up they may do themselves.
+  static constexpr size_t kNameLocks = 64;
+  std::recursive_mutex& name_mu(std::string_view name) {
+    return name_mu_[std::hash<std::string_view>()(name) % kNameLocks];
+  }
+  std::recursive_mutex name_mu_[kNameLocks];
+
+  // True if `st` is the object `node` stands for (its key). A renamed file's node is re-pointed
+  // just after the rename, and the kernel does not hold back an open or getattr of the file
+  // meanwhile: a named upper part read just before may lead to a whiteout, another file or
+  // nothing. Readers check, and read the parts again after moved_pause(attempt), for about a
+  // second at most (the renaming thread may be preempted in between).
+  bool still_names(const Node* node, const struct stat& st) const;
+  static void moved_pause(int attempt);
+  // The node's topmost part for a by-name use (readlink, setattr): a named upper part comes
+  // back as a descriptor checked with still_names, so a rename meanwhile cannot redirect it.
+  std::shared_ptr<const ObjRef> checked_top(const Node* node) const;
+  static constexpr int kMovedRetries = 10000;
+
   mutable std::mutex table_mu_;
   std::unordered_map<Node*, std::shared_ptr<Node>> live_;               // GUARDED_BY(table_mu_)
   std::unordered_map<std::pair<dev_t, ino_t>, Node*, KeyHash> by_key_;  // GUARDED_BY(table_mu_)
