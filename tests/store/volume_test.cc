@@ -379,7 +379,7 @@ TEST_CASE("restore never writes outside DEST, whatever DEST holds", "[volume][se
   write(vol + "/etc/passwd", "image's\n");
   write(vol + "/etc/sub/f", "f\n");
   write(vol + "/file", "file\n");
-  run_ok(root, {"snapshot", vol, "--tag", "v", "-q"});
+  lamina_ok(root, {"snapshot", vol, "--tag", "v", "-q"});
   const std::string outside = tmp.mkdir("outside");
   write(outside + "/passwd", "host's\n");
   write(outside + "/file", "host file\n");
@@ -389,11 +389,11 @@ TEST_CASE("restore never writes outside DEST, whatever DEST holds", "[volume][se
   const std::string dest = tmp.mkdir("dest");
   fs::create_symlink(outside, dest + "/etc");
   fs::create_symlink("../outside/file", dest + "/file");
-  run_ok(root, {"restore", "v:1", dest, "--into-existing", "-q"});
+  lamina_ok(root, {"restore", "v:1", dest, "--into-existing", "-q"});
   CHECK(wt::tree_listing(outside) == before);
   CHECK_FALSE(fs::is_symlink(dest + "/etc"));
   CHECK_FALSE(fs::is_symlink(dest + "/file"));
-  expect_same(vol, dest);
+  check_restored(vol, dest);
 
   // DEST itself a symlink: refused, not followed.
   const std::string linked = tmp.sub("linked");
