@@ -115,13 +115,12 @@ Result<std::shared_ptr<const ObjRef>> UnionFs::upper_dir(Node* dir) {
     auto tmp_fd = sys::open_path(wfd, tmp.c_str());
     Status s = tmp_fd ? copy_metadata(layer, *src.obj, *st, wfd, tmp, tmp_fd->get())
                       : Status{tmp_fd.error()};
-    if (s && config_.fsync) s = sync_dir(tmp_fd->get());
     if (s) s = sys::renameat2(wfd, tmp.c_str(), up, name.c_str(), RENAME_NOREPLACE);
     if (!s) {
       (void)sys::unlinkat(wfd, tmp.c_str(), AT_REMOVEDIR);
       return s.error();
     }
-    if (config_.fsync) (void)sync_dir(up);
+    dir->unsynced_name_ = true;
     existing = std::move(tmp_fd);
   }
   PartList next;
@@ -219,7 +218,10 @@ Status UnionFs::copy_up(Node* node, bool data) {
     // Shown: the lower group's count; real: the index and this name.
     s = overlay::set_nlink_offset(tmp_fd->get(), xattr_prefix_, static_cast<int>(st->st_nlink) - 2);
   }
-  if (s && config_.fsync && data_fd.valid()) s = sys::fsync(data_fd.get());
+  // Copied data must be on disk before the name shows it (a crash must never publish a file
+  // whose data did not make it); a metadata-only copy has none, and the filesystem's journal
+  // keeps its metadata in order with the rename.
+  if (s && config_.fsync && data_fd.valid() && !meta_only) s = sys::fsync(data_fd.get());
   if (s && !key.empty()) {
     s = sys::linkat(wfd, tmp.c_str(), index_fd_.get(), key.c_str(), 0);
     if (s && config_.fsync) s = sync_dir(index_fd_.get());
@@ -260,7 +262,7 @@ Status UnionFs::copy_up(Node* node, bool data) {
     (void)sys::unlinkat(wfd, tmp.c_str(), 0);
     return s;
   }
-  if (config_.fsync) (void)sync_dir(up);
+  node->unsynced_name_ = true;
   PartList next;
   // Named by its directory: a cached file holds no descriptor (a hard-link group's copy,
   // with several names, keeps one).

@@ -603,12 +603,34 @@ Status UnionFs::removexattr(Node* node, const char* name) {
 
 Status UnionFs::sync(Node* node, int fd, bool datasync) {
   if (!config_.fsync) return {};  // fsync=0 / volatile
-  if (fd >= 0) return datasync ? sys::fdatasync(fd) : sys::fsync(fd);
-  auto parts = node->parts();
-  if (!is_upper(parts->front())) return {};  // nothing of ours to make durable
-  auto rfd = layers_[0]->open(*parts->front().obj, O_RDONLY | (node->is_dir() ? O_DIRECTORY : 0));
-  if (!rfd) return rfd.error();
-  return sys::fsync(rfd->get());
+  if (fd >= 0) {
+    if (Status s = datasync ? sys::fdatasync(fd) : sys::fsync(fd); !s) return s;
+  } else {
+    auto parts = node->parts();
+    if (!is_upper(parts->front())) return {};  // nothing of ours to make durable
+    auto rfd =
+        layers_[0]->open(*parts->front().obj, O_RDONLY | (node->is_dir() ? O_DIRECTORY : 0));
+    if (!rfd) return rfd.error();
+    if (Status s = sys::fsync(rfd->get()); !s) return s;
+  }
+  return sync_copied_up_names(node);
+}
+
+// A copy-up published the node (and maybe its parents) by rename without syncing the
+// directories: what the caller's fsync acknowledges includes those names.
+Status UnionFs::sync_copied_up_names(Node* node) {
+  std::shared_ptr<Node> keep;  // holds the parent being walked
+  for (Node* n = node; n != nullptr && n->unsynced_name_.load(); n = keep.get()) {
+    keep = n->parent();
+    if (!keep) break;
+    auto parts = keep->parts();
+    if (!is_upper(parts->front())) break;
+    auto dfd = layers_[0]->open(*parts->front().obj, O_RDONLY | O_DIRECTORY);
+    if (!dfd) return dfd.error();
+    if (Status s = sys::fsync(dfd->get()); !s) return s;
+    n->unsynced_name_ = false;
+  }
+  return {};
 }
 
 }  // namespace lamina::core

@@ -326,7 +326,9 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   fi->fh = reinterpret_cast<uint64_t>(h);
   // Lower layers never change, so the kernel may keep their pages across opens.
   fi->keep_cache = lower ? 1 : 0;
-  fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY ? 1 : 0;
+  // Writes reach the upper file before they are answered and the kernel keeps POSIX locks
+  // itself: a close has nothing to flush, so it costs no request.
+  fi->noflush = 1;
   attach_io_mode(req, fi, node, !lower, h->writable_fd());
   if (fuse_reply_open(req, fi) != 0) {
     detach_io_mode(req, node);
@@ -399,6 +401,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   state(req).handles.add(h, [](void* p) { delete static_cast<FileHandle*>(p); });
   fi->fh = reinterpret_cast<uint64_t>(h);
   fi->keep_cache = 0;
+  fi->noflush = 1;  // as for op_open
   attach_io_mode(req, fi, node, true, h->writable_fd());
   if (fuse_reply_create(req, &e, fi) != 0) {
     detach_io_mode(req, node);

@@ -89,6 +89,10 @@ class Node : public std::enable_shared_from_this<Node> {
   bool removed_ = false;                   // GUARDED_BY(mu_); unlinked or rmdir'ed
 
   std::mutex copy_mu_;  // held while copying this node up
+  // Copied up, and its name in the upper parent not yet made durable: the next fsync of it
+  // (or of something below it) fsyncs the parent too. Copy-ups leave that to fsync, as kernel
+  // overlayfs does, and fsync only the data they copy before publishing it.
+  std::atomic<bool> unsynced_name_{false};
 
   dev_t key_dev_ = 0;  // GUARDED_BY(UnionFs::table_mu_): identity of the topmost object
   ino_t key_ino_ = 0;
@@ -250,6 +254,7 @@ class UnionFs {
 
   // copy_up.cc
   // The upper directory descriptor of a directory node, copying it (and its parents) up.
+  Status sync_copied_up_names(Node* node);
   Result<std::shared_ptr<const ObjRef>> upper_dir(Node* dir);
   // Copies a node up (parents first) unless it is already in the upper. With data=false a
   // regular file gets a metadata-only copy (overlay.metacopy) whose data stays below; with
