@@ -4,9 +4,11 @@
 // Design. The copy is built in the work dir under a fresh temp name -- data (FICLONE, then
 // copy_file_range over data extents, then read/write; holes stay holes), owner, xattrs
 // (security.capability included; overlay's own are not copied), permission bits, times --
-// fsynced unless fsync=0/volatile, and published into the upper by one renameat2
+// its data fsynced unless fsync=0/volatile, and published into the upper by one renameat2
 // (RENAME_NOREPLACE). A crash at any instant leaves either no upper copy or a complete one;
-// a leftover temp file in the work dir is removed at the next mount.
+// a leftover temp file in the work dir is removed at the next mount. Metadata-only copies and
+// directories are not synced (the journal orders them with the rename); the next fsync of the
+// node syncs the parents whose names changed (UnionFs::sync).
 //
 // Parents first: upper_dir() makes the parent chain exist in the upper (as plain, non-opaque
 // directories with the lower's metadata, so they merge), each under the node's copy_mu_,
