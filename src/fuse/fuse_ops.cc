@@ -312,10 +312,15 @@ void detach_io_mode(fuse_req_t req, Node* node) {
 #endif
 }
 
+// The flags of the daemon's own descriptor for an open. Never O_APPEND: the kernel already
+// puts an appending write at the end of the file, and the write-back of a shared mapping of
+// the same open file writes at the offsets of its pages, which O_APPEND would send to the end.
+int daemon_flags(int flags) { return flags & ~O_APPEND; }
+
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   UnionFs& fs = ufs(req);
   Node* node = fs.node(ino);
-  auto fd = fs.open(node, fi->flags);
+  auto fd = fs.open(node, daemon_flags(fi->flags));
   if (!fd) {
     fuse_reply_err(req, fd.code());
     return;
@@ -383,7 +388,7 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
 void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
                fuse_file_info* fi) noexcept {
   UnionFs& fs = ufs(req);
-  auto made = fs.create(fs.node(parent), name, mode, fi->flags, caller_of(req));
+  auto made = fs.create(fs.node(parent), name, mode, daemon_flags(fi->flags), caller_of(req));
   if (!made) {
     fuse_reply_err(req, made.code());
     return;

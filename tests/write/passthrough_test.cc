@@ -133,6 +133,8 @@ TEST_CASE("passthrough: opens of one inode never mix modes into an error", "[pas
     CHECK(pread_string(b.get(), 3, 0) == "two");
     CHECK(read_file(s.upper + "/lowerfile").substr(0, 3) == "two");
   }
+  // Regression: the daemon's descriptor had O_APPEND, so the write-back of a shared mapping of
+  // an O_APPEND file went to its end ("hello world", size 8192) instead of to its pages.
   SECTION("size, append, truncate and mmap on a new file agree with the upper") {
     const std::string n = s.mnt + "/new";
     UniqueFd w = open_or_fail(n, O_RDWR | O_CREAT | O_APPEND);
