@@ -608,8 +608,7 @@ Status UnionFs::sync(Node* node, int fd, bool datasync) {
   } else {
     auto parts = node->parts();
     if (!is_upper(parts->front())) return {};  // nothing of ours to make durable
-    auto rfd =
-        layers_[0]->open(*parts->front().obj, O_RDONLY | (node->is_dir() ? O_DIRECTORY : 0));
+    auto rfd = layers_[0]->open(*parts->front().obj, O_RDONLY | (node->is_dir() ? O_DIRECTORY : 0));
     if (!rfd) return rfd.error();
     if (Status s = sys::fsync(rfd->get()); !s) return s;
   }
