@@ -262,6 +262,13 @@ def merge_results(old, new):
         return any(failure.startswith((f"{wid} /", f"{wid}:")) for wid in ran)
 
     out = dict(old)
+    # Configurations the new run has and the old one had not (a new one): listed in the new
+    # run's order, so their columns show for the rows that ran.
+    known = {c["name"] for c in old["configs"]}
+    order = [c["name"] for c in new["configs"]]
+    extra = [c for c in new["configs"] if c["name"] not in known]
+    out["configs"] = sorted(old["configs"] + extra,
+                            key=lambda c: order.index(c["name"]) if c["name"] in order else 99)
     out["workloads"] = [w for w in old["workloads"] if w["wid"] not in ran] + new["workloads"]
     out["records"] = [r for r in old["records"] if r["workload"] not in ran] + new["records"]
     out["failures"] = [f for f in old["failures"] if not of_ran(f)] + new["failures"]
