@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <stdexcept>
+#include <thread>
 
 #ifndef FAULTFS_BIN
 #define FAULTFS_BIN "faultfs"
@@ -146,8 +147,12 @@ void SmallFs::fill_blocks() {
   }
   std::string chunk(64 * 1024, 'B');
   // Big writes, then single blocks, then bytes, until a whole pass adds nothing: closing the
-  // file gives back its preallocated blocks, a sync what delayed allocation had reserved.
-  for (;;) {
+  // file gives back its preallocated blocks, a sync what delayed allocation had reserved. And
+  // until a pass 50 ms later adds nothing too: the daemon closes its descriptor of a file
+  // closed through the mount when the kernel's asynchronous RELEASE arrives, which gives back
+  // that file's preallocated blocks after close() returned (seen as a setxattr that found a
+  // block on a "full" upper).
+  for (int empty_passes = 0; empty_passes < 2;) {
     int fd = ::open(p.c_str(), flags, 0644);
     if (fd < 0) it::throw_errno("fill_blocks: open " + p);
     size_t added = 0;
@@ -158,7 +163,11 @@ void SmallFs::fill_blocks() {
     }
     ::close(fd);
     ::sync();
-    if (added == 0) break;
+    if (added != 0) {
+      empty_passes = 0;
+    } else if (++empty_passes < 2) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
   }
 }
 
