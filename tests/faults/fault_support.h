@@ -55,6 +55,7 @@ class SmallFs {
   std::string dir_;
   std::string ballast_;
   unsigned files_ = 0;
+  unsigned xattr_serial_ = 0;  // distinct values for the ballast xattr blocks
   bool mounted_ = false;
 };
 
