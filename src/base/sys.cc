@@ -147,6 +147,11 @@ Result<size_t> fgetxattr(int fd, const char* name, void* buf, size_t size) {
 
 Result<std::string> fgetxattr(int fd, const char* name) {
   std::string p = proc_fd_path(fd);
+  // Most values are small: one call, and a second pair only for a value that is not.
+  char small[1024];
+  ssize_t first = retry([&] { return ::getxattr(p.c_str(), name, small, sizeof small); });
+  if (first >= 0) return std::string(small, static_cast<size_t>(first));
+  if (errno != ERANGE) return errno_error("getxattr");
   std::string out;
   for (;;) {
     ssize_t n = retry([&] { return ::getxattr(p.c_str(), name, nullptr, 0); });
@@ -170,6 +175,10 @@ Result<size_t> flistxattr(int fd, char* buf, size_t size) {
 
 Result<std::string> flistxattr(int fd) {
   std::string p = proc_fd_path(fd);
+  char small[1024];  // as in fgetxattr
+  ssize_t first = retry([&] { return ::listxattr(p.c_str(), small, sizeof small); });
+  if (first >= 0) return std::string(small, static_cast<size_t>(first));
+  if (errno != ERANGE) return errno_error("listxattr");
   std::string out;
   for (;;) {
     ssize_t n = retry([&] { return ::listxattr(p.c_str(), nullptr, 0); });

@@ -133,6 +133,20 @@ Result<std::shared_ptr<const ObjRef>> UnionFs::upper_dir(Node* dir) {
   return obj;
 }
 
+Status UnionFs::mark_impure(Node* dir, const std::shared_ptr<const ObjRef>& up) {
+  auto same = [&] {
+    return !dir->impure_dir_.owner_before(up) && !up.owner_before(dir->impure_dir_);
+  };
+  {
+    std::lock_guard lock(dir->mu_);
+    if (same()) return {};
+  }
+  if (Status s = overlay::set_impure(up->fd.get(), xattr_prefix_); !s) return s;
+  std::lock_guard lock(dir->mu_);
+  dir->impure_dir_ = up;
+  return {};
+}
+
 Status UnionFs::copy_up(Node* node, bool data) {
   if (config_.read_only) return Error{EROFS, "copy-up"};
   {
@@ -215,7 +229,7 @@ Status UnionFs::copy_up(Node* node, bool data) {
   // The number it showed goes with it, and the directory learns it holds such entries.
   if (s && !S_ISLNK(st->st_mode))
     s = overlay::set_origin_ino(tmp_fd->get(), xattr_prefix_, node->ino);
-  if (s) s = overlay::set_impure(up, xattr_prefix_);
+  if (s) s = mark_impure(parent.get(), *parent_up);
   if (s && !key.empty()) {
     // Shown: the lower group's count; real: the index and this name.
     s = overlay::set_nlink_offset(tmp_fd->get(), xattr_prefix_, static_cast<int>(st->st_nlink) - 2);
@@ -229,8 +243,10 @@ Status UnionFs::copy_up(Node* node, bool data) {
     if (s && config_.fsync) s = sync_dir(index_fd_.get());
   }
   if (s) {
-    // Unlinked while this node was being opened: the file is gone, as for a later lookup.
-    auto removed = overlay::has_whiteout(up, name);
+    // Unlinked while this node was being opened: the file is gone, as for a later lookup. A
+    // whiteout device at the name fails the rename below; a ".wh.NAME" file would not.
+    std::string wh = std::string(overlay::kWhiteoutPrefix) + name;
+    auto removed = wh.size() <= NAME_MAX ? sys::exists_at(up, wh.c_str()) : Result<bool>(false);
     if (!removed) {
       s = removed.error();
     } else if (*removed) {
@@ -246,6 +262,7 @@ Status UnionFs::copy_up(Node* node, bool data) {
     if (!theirs) return theirs.error();
     auto tst = sys::fstat(theirs->get());
     if (!tst) return tst.error();
+    if (overlay::is_whiteout_device(*tst)) return Error{ENOENT, "copy-up(name removed)"};
     if ((tst->st_mode & S_IFMT) != (st->st_mode & S_IFMT)) return Error{EEXIST, "copy-up"};
     PartList adopted{Part{0, false, false, std::make_shared<ObjRef>(*parent_up, name)}};
     auto marks = overlay::file_marks(*layers_[0], *adopted.front().obj);

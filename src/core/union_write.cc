@@ -213,8 +213,6 @@ Result<Node*> UnionFs::link(Node* node, Node* new_parent, std::string_view new_n
 
 Status UnionFs::remove_name(Node* parent, const std::string& name, const PartList& parts,
                             bool is_dir) {
-  auto below = exists_below(parent, name);
-  if (!below) return below.error();
   auto up = upper_dir(parent);
   if (!up) return up.error();
   const int dir_fd = (*up)->fd.get();
@@ -229,11 +227,13 @@ Status UnionFs::remove_name(Node* parent, const std::string& name, const PartLis
     // Whiteouts inside an upper directory that looks empty go first.
     if (Status s = overlay::clear_whiteouts(parts.front().obj->fd.get()); !s) return s;
   }
-  if (!in_upper) return overlay::write_whiteout(dir_fd, name, whiteout_devices_);
+  if (!in_upper) return make_whiteout(dir_fd, name);  // the object itself is below
+  auto below = exists_below(parent, name);
+  if (!below) return below.error();
   if (!*below) return sys::unlinkat(dir_fd, name.c_str(), is_dir ? AT_REMOVEDIR : 0);
   if (whiteout_devices_) {
     std::string tmp = temp_name();
-    if (Status s = overlay::write_whiteout(wfd, tmp, true); !s) return s;
+    if (Status s = make_whiteout(wfd, tmp); !s) return s;
     if (Status s = sys::renameat2(wfd, tmp.c_str(), dir_fd, name.c_str(), RENAME_EXCHANGE); !s) {
       (void)sys::unlinkat(wfd, tmp.c_str(), 0);
       return s;
@@ -242,6 +242,34 @@ Status UnionFs::remove_name(Node* parent, const std::string& name, const PartLis
   }
   if (Status s = overlay::write_whiteout(dir_fd, name, false); !s) return s;
   return sys::unlinkat(dir_fd, name.c_str(), is_dir ? AT_REMOVEDIR : 0);
+}
+
+Status UnionFs::make_whiteout(int dir_fd, const std::string& name) {
+  if (!whiteout_devices_) return overlay::write_whiteout(dir_fd, name, false);
+  std::lock_guard lock(whiteout_mu_);
+  // Two rounds: a shared inode at the link limit (EMLINK) is replaced by a fresh one once.
+  for (int round = 0; share_whiteouts_ && round < 2; ++round) {
+    if (shared_whiteout_.empty()) {
+      std::string fresh = "#lamina-whiteout-" + temp_name().substr(sizeof "#lamina-" - 1);
+      if (Status s = overlay::write_whiteout(work_fd_.get(), fresh, true); !s) return s;
+      shared_whiteout_ = std::move(fresh);
+    }
+    Status s = sys::linkat(work_fd_.get(), shared_whiteout_.c_str(), dir_fd, name.c_str(), 0);
+    if (s) return s;
+    // ENOENT: the shared inode's name went from the work dir (or dir_fd's directory went).
+    bool renew = s.code() == EMLINK;
+    if (s.code() == ENOENT) {
+      auto there = sys::exists_at(work_fd_.get(), shared_whiteout_.c_str());
+      renew = there && !*there;
+    }
+    const bool refused = s.code() == EPERM || s.code() == EXDEV || s.code() == EOPNOTSUPP;
+    if (!renew && !refused) return s;  // a failure of this name (EEXIST, ENOSPC, ...)
+    // The work dir's name goes; the whiteouts linked to it stay whiteouts.
+    (void)sys::unlinkat(work_fd_.get(), shared_whiteout_.c_str(), 0);
+    shared_whiteout_.clear();
+    if (refused) share_whiteouts_ = false;  // the upper refuses hard links: one inode each
+  }
+  return overlay::write_whiteout(dir_fd, name, true);
 }
 
 Status UnionFs::unlink(Node* parent, std::string_view name) {
@@ -269,18 +297,16 @@ Status UnionFs::unlink(Node* parent, std::string_view name) {
     if (parts->empty()) return Error{ENOENT, "unlink"};
   }
   Status s = remove_name(parent, cname, *parts, false);
-  if (s) mark_removed(parts->front(), st->st_nlink);
+  if (s) mark_removed(parts->front(), *st);
   return s;
 }
 
-void UnionFs::mark_removed(const Part& part, nlink_t nlink) {
+void UnionFs::mark_removed(const Part& part, const struct stat& st) {
   // A lower object keeps its link count on disk; an open descriptor of the last name must
   // still see 0 links, as on a plain filesystem.
-  if (is_upper(part) || nlink > 1) return;
-  auto st = layers_[part.layer]->stat(*part.obj);
-  if (!st) return;
+  if (is_upper(part) || (!S_ISDIR(st.st_mode) && st.st_nlink > 1)) return;
   std::lock_guard lock(table_mu_);
-  auto it = by_key_.find({st->st_dev, st->st_ino});
+  auto it = by_key_.find({st.st_dev, st.st_ino});
   if (it == by_key_.end()) return;
   std::lock_guard node_lock(it->second->mu_);
   it->second->removed_ = true;
@@ -300,7 +326,7 @@ Status UnionFs::rmdir(Node* parent, std::string_view name) {
   if (!entries) return entries.error();
   if (entries->size() > 2) return Error{ENOTEMPTY, "rmdir"};
   Status s = remove_name(parent, cname, *parts, true);
-  if (s) mark_removed(parts->front(), 1);
+  if (s) mark_removed(parts->front(), *st);
   return s;
 }
 
@@ -513,7 +539,7 @@ Status UnionFs::rename_nodes(Node* parent, const std::string& from, Node* src, N
   if (!whiteout_left) {
     if (Status s = sys::renameat2(fd1, from.c_str(), fd2, to.c_str(), 0); !s) return s;
     if (*src_below) {
-      if (Status s = overlay::write_whiteout(fd1, from, whiteout_devices_); !s) return s;
+      if (Status s = make_whiteout(fd1, from); !s) return s;
     }
   }
   if (*dst_whiteout) {

@@ -33,10 +33,13 @@ UnionFs& ufs(fuse_req_t req) { return *state(req).fs; }
 
 // An open directory: a snapshot of the merged listing, so offsets stay valid across calls
 // (telldir/seekdir) and entries created during a scan neither repeat nor vanish.
+// The listing is taken by the first READDIR at offset 0 (or at any offset if none came yet),
+// not at opendir: the kernel serves listings from its cache and asks the daemon only when the
+// directory changed since, possibly long after this handle was opened.
 struct DirHandle {
-  std::mutex mu;  // guards entries, served (the kernel may read one handle from two threads)
+  std::mutex mu;  // guards entries, listed (the kernel may read one handle from two threads)
   std::vector<DirEntry> entries;
-  bool served = false;
+  bool listed = false;
 };
 
 DirHandle* dir_handle(fuse_file_info* fi) { return reinterpret_cast<DirHandle*>(fi->fh); }
@@ -190,18 +193,17 @@ void op_readlink(fuse_req_t req, fuse_ino_t ino) noexcept {
   fuse_reply_readlink(req, target->c_str());
 }
 
-void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
-  UnionFs& fs = ufs(req);
-  auto entries = fs.list(fs.node(ino));
-  if (!entries) {
-    fuse_reply_err(req, entries.code());
-    return;
-  }
+void op_opendir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) noexcept {
   DirHandle* h = std::make_unique<DirHandle>().release();
-  h->entries = std::move(*entries);
   // Registered before the reply: RELEASEDIR may come as soon as it is out.
   state(req).handles.add(h, [](void* p) { delete static_cast<DirHandle*>(p); });
   fi->fh = reinterpret_cast<uint64_t>(h);
+  // The kernel may keep the listing across opens: lower layers never change and the upper
+  // changes only through this mount, whose creates, unlinks and renames drop the cached
+  // listing of the directories they touch (a warm `ls -lR` then costs no READDIR(PLUS), and
+  // so does not refresh the attributes and drop the cached ACLs of every entry either).
+  fi->cache_readdir = 1;
+  fi->keep_cache = 1;
   if (fuse_reply_open(req, fi) != 0) state(req).handles.release(h);
 }
 
@@ -212,8 +214,8 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
   DirHandle* h = dir_handle(fi);
   // Released before replying: once the reply is out, RELEASEDIR may free the handle.
   std::unique_lock lock(h->mu);
-  if (off == 0 && h->served) {
-    // rewinddir(): a fresh scan sees the directory as it is now.
+  if (off == 0 || !h->listed) {
+    // opendir() or rewinddir(): a fresh scan sees the directory as it is now.
     auto entries = fs.list(dir);
     if (!entries) {
       lock.unlock();
@@ -222,7 +224,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
     }
     h->entries = std::move(*entries);
   }
-  h->served = true;
+  h->listed = true;
   std::vector<char> buf(size);
   size_t used = 0;
   for (size_t i = static_cast<size_t>(off); i < h->entries.size(); ++i) {

@@ -281,7 +281,12 @@ std::vector<std::string> list_dir(const std::string& path) {
 }
 
 std::vector<std::string> work_leftovers(const std::string& work) {
-  return list_dir(work + "/work");
+  std::vector<std::string> out;
+  for (std::string& name : list_dir(work + "/work")) {
+    // The whiteout inode the daemon links its whiteouts to lives there for the whole mount.
+    if (name.rfind("#lamina-whiteout-", 0) != 0) out.push_back(std::move(name));
+  }
+  return out;
 }
 
 bool mount_alive(const std::string& mnt) {

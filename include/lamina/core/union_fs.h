@@ -28,6 +28,7 @@
 //   Node::copy_mu    serializes copy-up of one node; a child's is taken before its parent's
 //   Node::mu         guards parts_, parent_, name_, removed_ (leaf, never held across I/O)
 //   table_mu_        guards the node tables and every Node::nlookup (leaf)
+//   whiteout_mu_     guards the shared whiteout (leaf; held over one link or mknod)
 
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -93,6 +94,9 @@ class Node : public std::enable_shared_from_this<Node> {
   // (or of something below it) fsyncs the parent too. Copy-ups leave that to fsync, as kernel
   // overlayfs does, and fsync only the data they copy before publishing it.
   std::atomic<bool> unsynced_name_{false};
+  // The upper directory object this directory node last marked overlay.impure (a copy-up
+  // marks the parent; once per directory is enough). GUARDED_BY(mu_).
+  std::weak_ptr<const ObjRef> impure_dir_;
 
   dev_t key_dev_ = 0;  // GUARDED_BY(UnionFs::table_mu_): identity of the topmost object
   ino_t key_ino_ = 0;
@@ -261,6 +265,8 @@ class UnionFs {
   // data=true a metacopy gets its data too.
   Status copy_up(Node* node, bool data = true);
   Status copy_up_data(Node* node);
+  // Sets overlay.impure on dir's upper directory `up` unless this node did already.
+  Status mark_impure(Node* dir, const std::shared_ptr<const ObjRef>& up);
   Status truncate_metacopy(Node* node);
   // Replaces the node's parts by `parts` and re-keys it in the node table.
   void set_parts(Node* node, PartList parts);
@@ -272,10 +278,14 @@ class UnionFs {
                             int flags);
   // Moves work/tmp to dir/name in place of the whiteout there.
   Status replace_whiteout(const std::string& tmp, int dir_fd, const std::string& name, bool is_dir);
+  // Makes a whiteout at dir_fd/name (a char 0/0 device, or ".wh.NAME" on a rootless upper).
+  // Devices are hard links to one shared inode in the work dir, as kernel overlayfs makes
+  // them: a link allocates no inode, which is most of the cost of a whiteout.
+  Status make_whiteout(int dir_fd, const std::string& name);
   // Removes parent/name (whose parts are `parts`), leaving a whiteout if something is below.
   Status remove_name(Node* parent, const std::string& name, const PartList& parts, bool is_dir);
   // After the last name of a lower object went: its live node shows st_nlink 0.
-  void mark_removed(const Part& part, nlink_t nlink);
+  void mark_removed(const Part& part, const struct stat& st);
   Result<std::string> lower_path(Node* dir);
   Status prepare_moved_dir(Node* dir, bool target_has_below);
   // Gives the live node of an upper object named by `part` a descriptor before the name goes.
@@ -294,6 +304,9 @@ class UnionFs {
   std::shared_ptr<const PartList> root_parts_;  // the root's parts at mount (never change)
   std::atomic<uint64_t> temp_counter_{0};
   bool whiteout_devices_ = true;  // char 0/0 whiteouts (false: ".wh.NAME")
+  std::mutex whiteout_mu_;
+  std::string shared_whiteout_;  // GUARDED_BY(whiteout_mu_): its name in the work dir, or empty
+  bool share_whiteouts_ = true;  // GUARDED_BY(whiteout_mu_): false once the upper refused a link
  public:
   // How the upper is written, found out by the daemon at mount: rootless mounts cannot mknod
   // (whiteouts become ".wh.NAME" files) nor write trusted.* xattrs (user.overlay.* instead).

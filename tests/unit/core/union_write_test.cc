@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <set>
 
 #include "../test_util.h"
@@ -117,6 +118,83 @@ TEST_CASE("unlink and rmdir of lower objects leave whiteouts", "[core][write]") 
   CHECK(is_whiteout(s.upper() + "/d"));
   CHECK(s.names("") == std::set<std::string>{"e"});
   CHECK(s.fs->unlink(s.fs->root(), "f").code() == ENOENT);
+}
+
+namespace {
+
+// The names in a directory (no "." and "..").
+std::vector<std::string> entries(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    out.push_back(e.path().filename());
+  }
+  return out;
+}
+
+struct stat lstat_of(const std::string& path) {
+  struct stat st {};
+  REQUIRE(::lstat(path.c_str(), &st) == 0);
+  return st;
+}
+
+}  // namespace
+
+TEST_CASE("whiteout devices are hard links to one shared inode in the work dir", "[core][write]") {
+  Stack s;
+  for (int i = 0; i < 5; ++i) t::write_file(s.lower() + "/d/f" + std::to_string(i), "x");
+  t::write_file(s.lower() + "/g", "g");
+  s.mount();
+  Node* d = s.walk("d");
+  for (int i = 0; i < 4; ++i) REQUIRE(s.fs->unlink(d, "f" + std::to_string(i)).ok());
+  // An upper object over a lower one is swapped for a whiteout too.
+  SetAttr chmod;
+  chmod.valid = SetAttr::kMode;
+  chmod.mode = 0600;
+  REQUIRE(s.fs->setattr(s.walk("g"), chmod, -1).ok());
+  REQUIRE(s.fs->unlink(s.fs->root(), "g").ok());
+  auto work = entries(s.tmp / "work");
+  REQUIRE(work.size() == 1);  // the shared inode, under a temp name
+  const struct stat shared = lstat_of(s.tmp / "work" + "/" + work[0]);
+  CHECK(shared.st_nlink == 6);
+  for (int i = 0; i < 4; ++i) {
+    const std::string w = s.upper() + "/d/f" + std::to_string(i);
+    CHECK(is_whiteout(w));
+    CHECK(lstat_of(w).st_ino == shared.st_ino);
+  }
+  CHECK(is_whiteout(s.upper() + "/g"));
+  CHECK(lstat_of(s.upper() + "/g").st_ino == shared.st_ino);
+  CHECK(s.names("d") == std::set<std::string>{"f4"});
+  CHECK(s.names("").count("g") == 0);
+
+  SECTION("its work dir name gone: the next whiteout gets a fresh shared inode") {
+    REQUIRE(::unlink((s.tmp / "work" + "/" + work[0]).c_str()) == 0);
+    REQUIRE(s.fs->unlink(d, "f4").ok());
+    CHECK(is_whiteout(s.upper() + "/d/f4"));
+    CHECK(lstat_of(s.upper() + "/d/f4").st_ino != shared.st_ino);
+    CHECK(s.names("d").empty());
+  }
+  SECTION("at the link limit (EMLINK) a fresh shared inode takes over") {
+    const std::string full = s.tmp / "work" + "/" + work[0];
+    t::make_dir(s.tmp / "links");
+    nlink_t n = shared.st_nlink;
+    for (; n < 100000; ++n) {  // ext4: 65,000; xfs and btrfs: more; tmpfs: none
+      if (::link(full.c_str(), (s.tmp / "links" + "/" + std::to_string(n)).c_str()) != 0) {
+        REQUIRE(errno == EMLINK);
+        break;
+      }
+    }
+    if (n == 100000) {
+      WARN("the temp dir's filesystem allows 100,000 links: the EMLINK case is not reached");
+      return;
+    }
+    REQUIRE(s.fs->unlink(d, "f4").ok());
+    CHECK(is_whiteout(s.upper() + "/d/f4"));
+    CHECK(lstat_of(s.upper() + "/d/f4").st_ino != shared.st_ino);
+    auto now = entries(s.tmp / "work");
+    REQUIRE(now.size() == 1);
+    CHECK(now[0] != work[0]);
+    CHECK(lstat_of(s.tmp / "work" + "/" + now[0]).st_nlink == 2);
+  }
 }
 
 TEST_CASE("mkdir over a whiteout makes an opaque directory", "[core][write]") {
