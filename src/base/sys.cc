@@ -38,6 +38,21 @@ struct LinuxDirent64 {
 
 std::string proc_fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
+// The f*() call on a descriptor opened for I/O; an O_PATH descriptor, which those calls refuse
+// (EBADF), goes through its /proc magic link, which names the same object (a symlink held by
+// the fd included: the link itself is not followed further).
+namespace {
+
+template <typename FdCall, typename PathCall>
+ssize_t at_fd(int fd, FdCall fd_call, PathCall path_call) {
+  ssize_t r = retry([&] { return static_cast<ssize_t>(fd_call()); });
+  if (r >= 0 || errno != EBADF) return r;
+  std::string p = proc_fd_path(fd);
+  return retry([&] { return static_cast<ssize_t>(path_call(p.c_str())); });
+}
+
+}  // namespace
+
 Result<UniqueFd> openat(int dirfd, const char* name, int flags, mode_t mode) {
   int fd = retry([&] { return ::openat(dirfd, name, flags | O_CLOEXEC, mode); });
   if (fd < 0) return errno_error("openat");
@@ -135,62 +150,57 @@ Result<std::string> readlinkat(int dirfd, const char* name) {
   }
 }
 
-// An O_PATH fd cannot be passed to fgetxattr(); the /proc/self/fd magic link names the very
-// object the fd holds (it is not re-resolved by path), so getxattr() on it is safe and does
-// not follow a symlink held by the fd.
+// O_PATH fds go through the /proc/self/fd magic link (at_fd): it names the very object the fd
+// holds (it is not re-resolved by path), so getxattr() on it is safe and does not follow a
+// symlink held by the fd.
 Result<size_t> fgetxattr(int fd, const char* name, void* buf, size_t size) {
-  std::string p = proc_fd_path(fd);
-  ssize_t n = retry([&] { return ::getxattr(p.c_str(), name, buf, size); });
+  ssize_t n = at_fd(
+      fd, [&] { return ::fgetxattr(fd, name, buf, size); },
+      [&](const char* p) { return ::getxattr(p, name, buf, size); });
   if (n < 0) return errno_error("getxattr");
   return static_cast<size_t>(n);
 }
 
-Result<std::string> fgetxattr(int fd, const char* name) {
-  std::string p = proc_fd_path(fd);
-  // Most values are small: one call, and a second pair only for a value that is not.
-  char small[1024];
-  ssize_t first = retry([&] { return ::getxattr(p.c_str(), name, small, sizeof small); });
-  if (first >= 0) return std::string(small, static_cast<size_t>(first));
-  if (errno != ERANGE) return errno_error("getxattr");
-  std::string out;
-  for (;;) {
-    ssize_t n = retry([&] { return ::getxattr(p.c_str(), name, nullptr, 0); });
-    if (n < 0) return errno_error("getxattr");
-    out.resize(static_cast<size_t>(n));
-    n = retry([&] { return ::getxattr(p.c_str(), name, out.data(), out.size()); });
-    if (n >= 0) {
-      out.resize(static_cast<size_t>(n));
-      return out;
-    }
-    if (errno != ERANGE) return errno_error("getxattr");
-  }
-}
-
 Result<size_t> flistxattr(int fd, char* buf, size_t size) {
-  std::string p = proc_fd_path(fd);
-  ssize_t n = retry([&] { return ::listxattr(p.c_str(), buf, size); });
+  ssize_t n = at_fd(
+      fd, [&] { return ::flistxattr(fd, buf, size); },
+      [&](const char* p) { return ::listxattr(p, buf, size); });
   if (n < 0) return errno_error("listxattr");
   return static_cast<size_t>(n);
 }
 
-Result<std::string> flistxattr(int fd) {
-  std::string p = proc_fd_path(fd);
-  char small[1024];  // as in fgetxattr
-  ssize_t first = retry([&] { return ::listxattr(p.c_str(), small, sizeof small); });
-  if (first >= 0) return std::string(small, static_cast<size_t>(first));
-  if (errno != ERANGE) return errno_error("listxattr");
+namespace {
+
+// A whole value or list: most are small, so one call into a stack buffer, and the size query
+// and a second call only for one that is not (again if it grew in between).
+template <typename Get>
+Result<std::string> whole(Get get, const char* what) {
+  char small[1024];
+  auto first = get(small, sizeof small);
+  if (first) return std::string(small, *first);
+  if (first.code() != ERANGE) return Error{first.code(), what};
   std::string out;
   for (;;) {
-    ssize_t n = retry([&] { return ::listxattr(p.c_str(), nullptr, 0); });
-    if (n < 0) return errno_error("listxattr");
-    out.resize(static_cast<size_t>(n));
-    n = retry([&] { return ::listxattr(p.c_str(), out.data(), out.size()); });
-    if (n >= 0) {
-      out.resize(static_cast<size_t>(n));
+    auto n = get(nullptr, 0);
+    if (!n) return n.error();
+    out.resize(*n);
+    n = get(out.data(), out.size());
+    if (n) {
+      out.resize(*n);
       return out;
     }
-    if (errno != ERANGE) return errno_error("listxattr");
+    if (n.code() != ERANGE) return n.error();
   }
+}
+
+}  // namespace
+
+Result<std::string> fgetxattr(int fd, const char* name) {
+  return whole([&](char* buf, size_t size) { return fgetxattr(fd, name, buf, size); }, "getxattr");
+}
+
+Result<std::string> flistxattr(int fd) {
+  return whole([&](char* buf, size_t size) { return flistxattr(fd, buf, size); }, "listxattr");
 }
 
 Status read_dir(int dir_fd, const DirentFn& fn) {
@@ -249,9 +259,11 @@ Status fchownat(int dirfd, const char* name, uid_t uid, gid_t gid) {
 }
 
 Status fchmod_path(int fd, mode_t mode) {
-  // fchmod() refuses O_PATH descriptors; the /proc magic link names the same object.
-  std::string p = proc_fd_path(fd);
-  if (::chmod(p.c_str(), mode) < 0) return errno_error("chmod");
+  if (at_fd(
+          fd, [&] { return ::fchmod(fd, mode); }, [&](const char* p) { return ::chmod(p, mode); }) <
+      0) {
+    return errno_error("chmod");
+  }
   return {};
 }
 
@@ -271,14 +283,20 @@ Status utimensat(int dirfd, const char* name, const struct timespec times[2]) {
 }
 
 Status fsetxattr(int fd, const char* name, const void* value, size_t size, int flags) {
-  std::string p = proc_fd_path(fd);
-  if (::setxattr(p.c_str(), name, value, size, flags) < 0) return errno_error("setxattr");
+  if (at_fd(
+          fd, [&] { return ::fsetxattr(fd, name, value, size, flags); },
+          [&](const char* p) { return ::setxattr(p, name, value, size, flags); }) < 0) {
+    return errno_error("setxattr");
+  }
   return {};
 }
 
 Status fremovexattr(int fd, const char* name) {
-  std::string p = proc_fd_path(fd);
-  if (::removexattr(p.c_str(), name) < 0) return errno_error("removexattr");
+  if (at_fd(
+          fd, [&] { return ::fremovexattr(fd, name); },
+          [&](const char* p) { return ::removexattr(p, name); }) < 0) {
+    return errno_error("removexattr");
+  }
   return {};
 }
 

@@ -31,10 +31,11 @@
 namespace lamina::core {
 namespace {
 
-// Owner, xattrs, mode and times of `st`/src onto work/tmp, in the order that keeps them:
+// Owner, xattrs, `mode` (st's, or a chmod's) and times of `st`/src onto work/tmp, in the
+// order that keeps them:
 // chown clears setuid bits and security.capability, so it comes first.
 Status copy_metadata(const Layer& layer, const ObjRef& src, const struct stat& st, int work_fd,
-                     const std::string& tmp, int tmp_fd) {
+                     const std::string& tmp, int tmp_fd, mode_t mode) {
   if (Status s = sys::fchownat(work_fd, tmp.c_str(), st.st_uid, st.st_gid); !s) return s;
   auto names = layer.listxattr(src);
   if (!names && names.code() != EOPNOTSUPP) return names.error();
@@ -64,7 +65,7 @@ Status copy_metadata(const Layer& layer, const ObjRef& src, const struct stat& s
     }
   }
   if (!S_ISLNK(st.st_mode)) {
-    if (Status s = sys::fchmod_path(tmp_fd, st.st_mode & 07777); !s) return s;
+    if (Status s = sys::fchmod_path(tmp_fd, mode & 07777); !s) return s;
   }
   const struct timespec times[2] = {st.st_atim, st.st_mtim};
   return sys::utimensat(work_fd, tmp.c_str(), times);
@@ -115,7 +116,7 @@ Result<std::shared_ptr<const ObjRef>> UnionFs::upper_dir(Node* dir) {
     int wfd = work_fd_.get();
     if (Status s = sys::mkdirat(wfd, tmp.c_str(), 0700); !s) return s.error();
     auto tmp_fd = sys::open_path(wfd, tmp.c_str());
-    Status s = tmp_fd ? copy_metadata(layer, *src.obj, *st, wfd, tmp, tmp_fd->get())
+    Status s = tmp_fd ? copy_metadata(layer, *src.obj, *st, wfd, tmp, tmp_fd->get(), st->st_mode)
                       : Status{tmp_fd.error()};
     if (s) s = sys::renameat2(wfd, tmp.c_str(), up, name.c_str(), RENAME_NOREPLACE);
     if (!s) {
@@ -147,7 +148,8 @@ Status UnionFs::mark_impure(Node* dir, const std::shared_ptr<const ObjRef>& up) 
   return {};
 }
 
-Status UnionFs::copy_up(Node* node, bool data) {
+Status UnionFs::copy_up(Node* node, bool data, std::optional<mode_t> mode, bool* mode_set) {
+  if (mode_set != nullptr) *mode_set = false;
   if (config_.read_only) return Error{EROFS, "copy-up"};
   {
     auto parts = node->parts();
@@ -222,17 +224,27 @@ Status UnionFs::copy_up(Node* node, bool data) {
       if (!s) return s;
       break;
   }
-  auto tmp_fd = sys::open_path(wfd, tmp.c_str());
-  if (s && !tmp_fd) s = tmp_fd.error();
-  if (s) s = copy_metadata(layer, *src.obj, *st, wfd, tmp, tmp_fd->get());
-  if (s && meta_only) s = overlay::set_metacopy(tmp_fd->get(), xattr_prefix_);
+  // Metadata goes through the data descriptor of a file (no /proc lookup per call), else
+  // through an O_PATH descriptor (kept as the part of a hard-link group's copy).
+  UniqueFd tmp_fd;
+  if (s && (!data_fd.valid() || !key.empty())) {
+    auto opened = sys::open_path(wfd, tmp.c_str());
+    if (opened) {
+      tmp_fd = std::move(*opened);
+    } else {
+      s = opened.error();
+    }
+  }
+  const int meta_fd = data_fd.valid() ? data_fd.get() : tmp_fd.get();
+  const bool set_mode = mode.has_value() && !S_ISLNK(st->st_mode);
+  if (s) s = copy_metadata(layer, *src.obj, *st, wfd, tmp, meta_fd, set_mode ? *mode : st->st_mode);
+  if (s && meta_only) s = overlay::set_metacopy(meta_fd, xattr_prefix_);
   // The number it showed goes with it, and the directory learns it holds such entries.
-  if (s && !S_ISLNK(st->st_mode))
-    s = overlay::set_origin_ino(tmp_fd->get(), xattr_prefix_, node->ino);
+  if (s && !S_ISLNK(st->st_mode)) s = overlay::set_origin_ino(meta_fd, xattr_prefix_, node->ino);
   if (s) s = mark_impure(parent.get(), *parent_up);
   if (s && !key.empty()) {
     // Shown: the lower group's count; real: the index and this name.
-    s = overlay::set_nlink_offset(tmp_fd->get(), xattr_prefix_, static_cast<int>(st->st_nlink) - 2);
+    s = overlay::set_nlink_offset(meta_fd, xattr_prefix_, static_cast<int>(st->st_nlink) - 2);
   }
   // Copied data must be on disk before the name shows it (a crash must never publish a file
   // whose data did not make it); a metadata-only copy has none, and the filesystem's journal
@@ -282,13 +294,14 @@ Status UnionFs::copy_up(Node* node, bool data) {
     return s;
   }
   node->unsynced_name_ = true;
+  if (mode_set != nullptr) *mode_set = set_mode;
   PartList next;
   // Named by its directory: a cached file holds no descriptor (a hard-link group's copy,
   // with several names, keeps one).
   if (key.empty()) {
     next.push_back(Part{0, false, false, std::make_shared<ObjRef>(*parent_up, name)});
   } else {
-    next.push_back(Part{0, false, false, std::make_shared<ObjRef>(std::move(*tmp_fd))});
+    next.push_back(Part{0, false, false, std::make_shared<ObjRef>(std::move(tmp_fd))});
   }
   if (meta_only) next.push_back(src);
   set_parts(node, std::move(next));

@@ -552,8 +552,17 @@ Status UnionFs::rename_nodes(Node* parent, const std::string& from, Node* src, N
 
 Result<struct stat> UnionFs::setattr(Node* node, const SetAttr& a, int fd) {
   if (config_.read_only) return Error{EROFS, "setattr"};
-  // Only a size change needs the data; the rest is a metadata-only copy-up.
-  if (Status s = copy_up(node, (a.valid & SetAttr::kSize) != 0); !s) return s.error();
+  // Only a size change needs the data; the rest is a metadata-only copy-up. A chmod alone is
+  // done by the copy-up itself (with anything else, a chown after it would clear setuid bits
+  // the chmod asked for).
+  const bool chmod_only = (a.valid & ~SetAttr::kCtime) == SetAttr::kMode && !S_ISLNK(node->type);
+  bool mode_set = false;
+  if (Status s = copy_up(node, (a.valid & SetAttr::kSize) != 0,
+                         chmod_only ? std::optional<mode_t>(a.mode) : std::nullopt, &mode_set);
+      !s) {
+    return s.error();
+  }
+  if (mode_set) return getattr(node);
   auto obj = checked_top(node);
   PathFd path_fd(*obj);
   // An open file whose last name went (fchmod after unlink) is reached through its descriptor.

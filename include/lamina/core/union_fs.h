@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -263,7 +264,10 @@ class UnionFs {
   // Copies a node up (parents first) unless it is already in the upper. With data=false a
   // regular file gets a metadata-only copy (overlay.metacopy) whose data stays below; with
   // data=true a metacopy gets its data too.
-  Status copy_up(Node* node, bool data = true);
+  // With `mode`, a copy made here gets that mode instead of the lower one (a chmod folded
+  // into its copy-up) and *mode_set says so.
+  Status copy_up(Node* node, bool data = true, std::optional<mode_t> mode = std::nullopt,
+                 bool* mode_set = nullptr);
   Status copy_up_data(Node* node);
   // Sets overlay.impure on dir's upper directory `up` unless this node did already.
   Status mark_impure(Node* dir, const std::shared_ptr<const ObjRef>& up);

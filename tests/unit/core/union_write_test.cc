@@ -104,6 +104,37 @@ TEST_CASE("chmod of a lower file is a metadata-only copy-up", "[core][write]") {
   CHECK(s.read("big").substr(0, 3) == "yxx");
 }
 
+TEST_CASE("a chmod done by its own copy-up keeps owner, setuid bits and xattrs", "[core][write]") {
+  if (::geteuid() != 0) {
+    WARN("not root: the lower file cannot be given another owner");
+    return;
+  }
+  Stack s;
+  const std::string f = s.lower() + "/prog";
+  t::write_file(f, "#!/bin/sh\n");
+  REQUIRE(::chown(f.c_str(), 1000, 1000) == 0);
+  REQUIRE(::chmod(f.c_str(), 0755) == 0);
+  REQUIRE(::setxattr(f.c_str(), "user.note", "kept", 4, 0) == 0);
+  s.mount();
+  SetAttr a;
+  a.valid = SetAttr::kMode;
+  a.mode = 06755;
+  auto st = s.fs->setattr(s.walk("prog"), a, -1);
+  REQUIRE(st.ok());
+  CHECK((st->st_mode & 07777) == 06755);
+  struct stat up;
+  REQUIRE(::lstat((s.upper() + "/prog").c_str(), &up) == 0);
+  CHECK((up.st_mode & 07777) == 06755);  // set after the chown that would clear it
+  CHECK(up.st_uid == 1000);
+  CHECK(up.st_gid == 1000);
+  CHECK(xattr(s.upper() + "/prog", "user.note") == "kept");
+  // Once in the upper, a chmod is an ordinary one.
+  a.mode = 0700;
+  REQUIRE(s.fs->setattr(s.walk("prog"), a, -1).ok());
+  REQUIRE(::lstat((s.upper() + "/prog").c_str(), &up) == 0);
+  CHECK((up.st_mode & 07777) == 0700);
+}
+
 TEST_CASE("unlink and rmdir of lower objects leave whiteouts", "[core][write]") {
   Stack s;
   t::write_file(s.lower() + "/f", "f");
