@@ -229,6 +229,19 @@ class LaminafsPassthrough(Laminafs):
                 "the kernel reads and writes upper files through FUSE passthrough")
 
 
+class LaminafsWriteback(Laminafs):
+    """laminafs with the kernel's writeback cache (`-o writeback=1`, off by default: write
+    errors then show at fsync/close instead of at write)."""
+
+    name, label = "laminafs-wb", "laminafs (writeback=1)"
+    extra = ",writeback=1"
+
+    def describe(self):
+        return ("the default laminafs with `-o writeback=1`: writes are buffered in the kernel "
+                "and reach the daemon in batches (not the default: a write error shows at "
+                "fsync or close, not at the write)")
+
+
 class FuseOverlayfs(FuseDaemon):
     name, label = "fuse-overlayfs", "fuse-overlayfs"
 
@@ -272,4 +285,5 @@ def all_configs(laminafs_exe, passthrough_exe):
     """Every configuration, in the order runs interleave; the reference for ratios is
     kernel overlayfs with redirect_dir and metacopy on (laminafs always has both)."""
     return [PlainDir(), Laminafs(laminafs_exe), LaminafsPassthrough(passthrough_exe),
-            KernelOverlay(False), KernelOverlay(True), FuseOverlayfs()]
+            LaminafsWriteback(laminafs_exe), KernelOverlay(False), KernelOverlay(True),
+            FuseOverlayfs()]

@@ -9,9 +9,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLORS = {"plain": "#7f7f7f", "laminafs": "#d62728", "laminafs-pt": "#ff7f0e", "ovl-off": "#1f77b4",
+COLORS = {"plain": "#7f7f7f", "laminafs": "#d62728", "laminafs-pt": "#ff7f0e",
+          "laminafs-wb": "#9467bd", "ovl-off": "#1f77b4",
           "ovl-on": "#17becf", "fuse-overlayfs": "#2ca02c"}
-MARKERS = {"plain": "s", "laminafs": "o", "laminafs-pt": "P", "ovl-off": "v", "ovl-on": "^",
+MARKERS = {"plain": "s", "laminafs": "o", "laminafs-pt": "P", "laminafs-wb": "X", "ovl-off": "v",
+           "ovl-on": "^",
            "fuse-overlayfs": "D"}
 
 

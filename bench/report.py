@@ -210,8 +210,10 @@ def render(results, rows, ref, made, rel, plot_note):
         "numbers: laminafs and kernel overlayfs fsync each copied-up file before publishing it, "
         "fuse-overlayfs 1.10 does not (its copy-up is `sendfile` into the work dir, then "
         "`rename`); and fuse-overlayfs turns on the FUSE writeback cache (writes are buffered "
-        "in the kernel and reach the daemon in large batches), laminafs does not (every "
-        "`write` is a request to the daemon).\n")
+        "in the kernel and reach the daemon in large batches), laminafs does not by default "
+        "(every `write` is a request to the daemon, so a write error shows at the `write`); "
+        "the laminafs (writeback=1) configuration is laminafs with it on, run for the write "
+        "workloads.\n")
 
     if results["failures"]:
         add("## Failures\n")
@@ -308,8 +310,9 @@ def render(results, rows, ref, made, rel, plot_note):
     add("")
 
     add("## Not built yet\n")
-    add("This row of issue 6 needs laminafs to mount store layers, which does not exist yet "
-        "(`lamina commit` has its own section above).\n")
+    add("`lamina mount` (laminafs over layers from lamina's store, issue 4) exists, but the "
+        "bench has no configuration for it yet: it would commit each tree into a store first "
+        "and mount the image (`lamina commit` has its own section above).\n")
     add("| workload | result |\n| --- | --- |")
     add("| laminafs over store layers (the read workloads above, layers from the store) | "
         "not built yet |")

@@ -195,6 +195,52 @@ Result<std::string> whole(Get get, const char* what) {
 
 }  // namespace
 
+namespace {
+
+// "/proc/self/fd/N/name", or "/proc/self/fd/N" for "" (then not followed beyond the magic link,
+// which names the object itself); EINVAL for a name that is not one component.
+Result<std::string> proc_at_path(int dirfd, const char* name) {
+  std::string p = proc_fd_path(dirfd);
+  if (name[0] == '\0') return p;
+  std::string_view n(name);
+  if (n == "." || n == ".." || n.find('/') != std::string_view::npos) {
+    return Error{EINVAL, "xattr path"};
+  }
+  return p + "/" + name;
+}
+
+}  // namespace
+
+Result<size_t> getxattr_at(int dirfd, const char* name, const char* attr, void* buf, size_t size) {
+  auto p = proc_at_path(dirfd, name);
+  if (!p) return p.error();
+  ssize_t n = retry([&] {
+    return name[0] == '\0' ? ::getxattr(p->c_str(), attr, buf, size)
+                           : ::lgetxattr(p->c_str(), attr, buf, size);
+  });
+  if (n < 0) return errno_error("getxattr");
+  return static_cast<size_t>(n);
+}
+
+Result<std::string> getxattr_at(int dirfd, const char* name, const char* attr) {
+  return whole([&](char* buf, size_t size) { return getxattr_at(dirfd, name, attr, buf, size); },
+               "getxattr");
+}
+
+Result<std::string> listxattr_at(int dirfd, const char* name) {
+  auto p = proc_at_path(dirfd, name);
+  if (!p) return p.error();
+  auto list = [&](char* buf, size_t size) -> Result<size_t> {
+    ssize_t n = retry([&] {
+      return name[0] == '\0' ? ::listxattr(p->c_str(), buf, size)
+                             : ::llistxattr(p->c_str(), buf, size);
+    });
+    if (n < 0) return errno_error("listxattr");
+    return static_cast<size_t>(n);
+  };
+  return whole(list, "listxattr");
+}
+
 Result<std::string> fgetxattr(int fd, const char* name) {
   return whole([&](char* buf, size_t size) { return fgetxattr(fd, name, buf, size); }, "getxattr");
 }

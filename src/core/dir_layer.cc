@@ -53,23 +53,21 @@ Status DirLayer::list(const ObjRef& dir, const sys::DirentFn& fn) const {
   return sys::read_dir(dir.fd.get(), fn);
 }
 
+// Xattrs go by the object's directory and name (or its own descriptor): no open per call.
 Result<size_t> DirLayer::getxattr(const ObjRef& obj, const char* name, void* buf,
                                   size_t size) const {
-  PathFd fd(obj);
-  if (!fd.ok()) return fd.error();
-  return sys::fgetxattr(fd.get(), name, buf, size);
+  if (obj.named()) return sys::getxattr_at(obj.dir->fd.get(), obj.name.c_str(), name, buf, size);
+  return sys::getxattr_at(obj.fd.get(), "", name, buf, size);
 }
 
 Result<std::string> DirLayer::getxattr(const ObjRef& obj, const char* name) const {
-  PathFd fd(obj);
-  if (!fd.ok()) return fd.error();
-  return sys::fgetxattr(fd.get(), name);
+  if (obj.named()) return sys::getxattr_at(obj.dir->fd.get(), obj.name.c_str(), name);
+  return sys::getxattr_at(obj.fd.get(), "", name);
 }
 
 Result<std::string> DirLayer::listxattr(const ObjRef& obj) const {
-  PathFd fd(obj);
-  if (!fd.ok()) return fd.error();
-  return sys::flistxattr(fd.get());
+  if (obj.named()) return sys::listxattr_at(obj.dir->fd.get(), obj.name.c_str());
+  return sys::listxattr_at(obj.fd.get(), "");
 }
 
 namespace {

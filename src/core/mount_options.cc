@@ -105,6 +105,7 @@ bool apply_option(const std::string& item, MountOptions* o, std::string* error) 
   if (key == "acl") return boolean(&o->acl);
   if (key == "static_nlink") return boolean(&o->static_nlink);
   if (key == "passthrough") return boolean(&o->passthrough);
+  if (key == "writeback") return boolean(&o->writeback);
   if (key == "metacopy") {
     if (value == "on" || value == "off") {
       o->metacopy = value == "on";
@@ -332,6 +333,9 @@ A copy-on-write union filesystem (fuse-overlayfs compatible command line).
                           off for an upper that kernel overlayfs mounts with metacopy=off)
   -o passthrough=0|1       FUSE passthrough of upper files' data (default 1: used when this
                           build has it, the kernel offers it and the daemon has CAP_SYS_ADMIN)
+  -o writeback=0|1        the kernel's writeback cache (default 0): writes are buffered in
+                          the kernel and reach the upper in batches; a write error (ENOSPC,
+                          EIO) shows at fsync or close instead of at write; turns passthrough off
   -o uidmapping=A:B:LEN[:...], gidmapping=...   owner translation (as fuse-overlayfs)
   -o squash_to_root, squash_to_uid=N, squash_to_gid=N
   -o xattr_permissions=0|1|2   owner/mode from user.fuseoverlayfs / user.containers

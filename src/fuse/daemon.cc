@@ -248,7 +248,9 @@ int run_daemon(const core::MountOptions& o, std::vector<std::unique_ptr<core::La
   state->fs = std::move(*fs);
   state->timeout = o.timeout;
   state->acl = o.acl;
-  state->passthrough_wanted = o.passthrough;
+  // The kernel never combines the two; asking for writeback is the stronger wish.
+  state->passthrough_wanted = o.passthrough && !o.writeback;
+  state->writeback_wanted = o.writeback;
 
   // libfuse sees only FUSE options: ours were consumed above.
   std::vector<std::string> fuse_opts = {"default_permissions"};

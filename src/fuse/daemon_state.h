@@ -52,6 +52,9 @@ struct DaemonState {
   bool acl = true;       // ask the kernel for POSIX ACL handling
   // FUSE passthrough: asked for (option) and, after init, granted by the kernel.
   bool passthrough_wanted = false;
+  // The kernel's writeback cache: asked for (option) and, after init, granted by the kernel.
+  bool writeback_wanted = false;
+  bool writeback = false;
   bool passthrough = false;
   std::atomic<bool> passthrough_refused{false};  // the kernel refused a backing file: stop asking
   IoModes io_modes;                              // with passthrough: each open inode's I/O mode

@@ -115,6 +115,10 @@ void op_init(void* userdata, fuse_conn_info* conn) noexcept {
     s->passthrough = true;
   }
 #endif
+  if (s->writeback_wanted && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
+    conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+    s->writeback = true;
+  }
   want(FUSE_CAP_SPLICE_WRITE);
   want(FUSE_CAP_SPLICE_MOVE);
   want(FUSE_CAP_PARALLEL_DIROPS);
@@ -317,12 +321,23 @@ void detach_io_mode(fuse_req_t req, Node* node) {
 // The flags of the daemon's own descriptor for an open. Never O_APPEND: the kernel already
 // puts an appending write at the end of the file, and the write-back of a shared mapping of
 // the same open file writes at the offsets of its pages, which O_APPEND would send to the end.
-int daemon_flags(int flags) { return flags & ~O_APPEND; }
+// With the writeback cache the kernel also reads through a write-only open (to fill the rest
+// of a page it writes part of), so those are opened for reading too.
+int daemon_flags(const DaemonState& s, int flags) {
+  flags &= ~O_APPEND;
+  if (s.writeback && (flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
+  return flags;
+}
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   UnionFs& fs = ufs(req);
   Node* node = fs.node(ino);
-  auto fd = fs.open(node, daemon_flags(fi->flags));
+  const int flags = daemon_flags(state(req), fi->flags);
+  auto fd = fs.open(node, flags);
+  // A write-only file the daemon may not read (a rootless daemon, mode 0200): as asked.
+  if (!fd && fd.code() == EACCES && flags != (fi->flags & ~O_APPEND)) {
+    fd = fs.open(node, fi->flags & ~O_APPEND);
+  }
   if (!fd) {
     fuse_reply_err(req, fd.code());
     return;
@@ -331,8 +346,10 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   FileHandle* h = std::make_unique<FileHandle>(std::move(*fd), node, lower).release();
   state(req).handles.add(h, [](void* p) { delete static_cast<FileHandle*>(p); });
   fi->fh = reinterpret_cast<uint64_t>(h);
-  // Lower layers never change, so the kernel may keep their pages across opens.
-  fi->keep_cache = lower ? 1 : 0;
+  // Lower layers never change, so the kernel may keep their pages across opens; so may it
+  // for upper files, which change only through this mount, unless data passes through (a
+  // passthrough write leaves the pages an earlier cached open kept behind).
+  fi->keep_cache = lower || !state(req).passthrough ? 1 : 0;
   // Writes reach the upper file before they are answered and the kernel keeps POSIX locks
   // itself: a close has nothing to flush, so it costs no request.
   fi->noflush = 1;
@@ -390,7 +407,8 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
 void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
                fuse_file_info* fi) noexcept {
   UnionFs& fs = ufs(req);
-  auto made = fs.create(fs.node(parent), name, mode, daemon_flags(fi->flags), caller_of(req));
+  auto made =
+      fs.create(fs.node(parent), name, mode, daemon_flags(state(req), fi->flags), caller_of(req));
   if (!made) {
     fuse_reply_err(req, made.code());
     return;
@@ -407,8 +425,8 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   FileHandle* h = std::make_unique<FileHandle>(std::move(fd), node, false).release();
   state(req).handles.add(h, [](void* p) { delete static_cast<FileHandle*>(p); });
   fi->fh = reinterpret_cast<uint64_t>(h);
-  fi->keep_cache = 0;
-  fi->noflush = 1;  // as for op_open
+  fi->keep_cache = state(req).passthrough ? 0 : 1;  // as for op_open
+  fi->noflush = 1;
   attach_io_mode(req, fi, node, true, h->writable_fd());
   if (fuse_reply_create(req, &e, fi) != 0) {
     detach_io_mode(req, node);
@@ -428,6 +446,26 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
   if (to_set & FUSE_SET_ATTR_MTIME) a.valid |= SetAttr::kMtime;
   if (to_set & FUSE_SET_ATTR_ATIME_NOW) a.valid |= SetAttr::kAtimeNow;
   if (to_set & FUSE_SET_ATTR_MTIME_NOW) a.valid |= SetAttr::kMtimeNow;
+  if (a.valid == 0) {
+    op_getattr(req, ino, fi);  // nothing lamina sets (a ctime alone)
+    return;
+  }
+  if (state(req).writeback && (a.valid & ~(SetAttr::kAtime | SetAttr::kMtime)) == 0) {
+    // With the writeback cache the kernel writes back the times of every inode it marked dirty,
+    // changed or not: after an unlink or rename it sends the file's own mtime back with a new
+    // ctime. A time that is already there needs no copy-up (nor a name: the file may be gone).
+    Node* node = fs.node(ino);
+    int fd = fi != nullptr && S_ISREG(node->type) ? file_handle(fi)->writable_fd() : -1;
+    auto cur = fs.getattr(node, fd);
+    auto same = [](const timespec& x, const timespec& y) {
+      return x.tv_sec == y.tv_sec && x.tv_nsec == y.tv_nsec;
+    };
+    if (cur && (!(a.valid & SetAttr::kAtime) || same(cur->st_atim, attr->st_atim)) &&
+        (!(a.valid & SetAttr::kMtime) || same(cur->st_mtim, attr->st_mtim))) {
+      fuse_reply_attr(req, &*cur, state(req).timeout);
+      return;
+    }
+  }
   a.mode = attr->st_mode;
   a.uid = attr->st_uid;
   a.gid = attr->st_gid;
@@ -476,6 +514,12 @@ void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len,
 }
 
 void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) noexcept {
+  if (state(req).writeback) {
+    // The kernel may hold written data the upper file does not have yet, and does not write it
+    // back before asking: ENOSYS makes it answer SEEK_DATA/SEEK_HOLE itself (no holes).
+    fuse_reply_err(req, ENOSYS);
+    return;
+  }
   auto r = sys::lseek(io_fd(req, fi), off, whence);
   if (!r) {
     fuse_reply_err(req, r.code());

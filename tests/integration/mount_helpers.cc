@@ -181,6 +181,9 @@ std::string mount_options(const StackPaths& paths) {
   if (!paths.upper.empty()) o += ",upperdir=" + escape_lower(paths.upper);
   if (!paths.work.empty()) o += ",workdir=" + escape_lower(paths.work);
   for (const auto& e : paths.extra) o += "," + e;
+  // A whole suite under another mode (CI runs the write suite with writeback=1).
+  if (const char* more = std::getenv("LAMINA_IT_OPTIONS"); more && *more)
+    o += "," + std::string(more);
   return o;
 }
 

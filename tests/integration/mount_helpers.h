@@ -70,6 +70,8 @@ struct StackPaths {
   std::string work;
   std::vector<std::string> extra;  // more -o items, appended verbatim
 };
+// "lowerdir=…,upperdir=…,workdir=…" plus paths.extra, plus $LAMINA_IT_OPTIONS when set (to
+// run a whole suite in another mode, e.g. LAMINA_IT_OPTIONS=writeback=1).
 std::string mount_options(const StackPaths& paths);
 
 // Runs `laminafs ARGS... MOUNTPOINT`, waits for it to exit (it daemonizes once the mount is

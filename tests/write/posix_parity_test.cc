@@ -1128,7 +1128,7 @@ TEST_CASE("parity: user xattrs on lower, upper and merged objects", "[parity][xa
 
 // ---- data operations -------------------------------------------------------------------
 
-TEST_CASE("parity: fallocate", "[parity][data]") {
+TEST_CASE("parity: fallocate", "[parity][data][holes]") {
   run_parity({
       s::open("big.bin", O_RDWR, "f"),
       s::fallocate("f", 0, 300000, 4096),
@@ -1157,7 +1157,7 @@ TEST_CASE("parity: fallocate", "[parity][data]") {
   });
 }
 
-TEST_CASE("parity: lseek SEEK_DATA/SEEK_HOLE on sparse files", "[parity][data]") {
+TEST_CASE("parity: lseek SEEK_DATA/SEEK_HOLE on sparse files", "[parity][data][holes]") {
   std::vector<Step> steps;
   auto probe = [&](const std::string& fd) {
     for (off_t off : {off_t{0}, off_t{4096}, 2 * kMiB - 1, 2 * kMiB + 4096, 2 * kMiB + 8192,

@@ -44,6 +44,11 @@ Result<size_t> fgetxattr(int fd, const char* name, void* buf, size_t size);
 Result<std::string> fgetxattr(int fd, const char* name);  // whole value
 Result<size_t> flistxattr(int fd, char* buf, size_t size);
 Result<std::string> flistxattr(int fd);  // whole NUL-separated list
+// The same for dirfd/name (one component; "" is dirfd itself) without opening it: the object
+// is reached through dirfd's /proc/self/fd magic link, and a final symlink is not followed.
+Result<size_t> getxattr_at(int dirfd, const char* name, const char* attr, void* buf, size_t size);
+Result<std::string> getxattr_at(int dirfd, const char* name, const char* attr);
+Result<std::string> listxattr_at(int dirfd, const char* name);
 
 // Calls fn(name, d_type, d_ino) for each entry of the directory behind dir_fd (any fd to it),
 // skipping "." and "..". Stops and returns the error if fn returns one.

@@ -32,6 +32,8 @@ struct MountOptions {
   bool metacopy = true;        // "metacopy=off": chmod & co. copy data too (kernel metacopy=off)
   bool passthrough = true;     // "passthrough=0": never hand file data to the kernel (FUSE
                                // passthrough; only in a build against libfuse >= 3.17)
+  bool writeback = false;      // "writeback=1": the kernel's writeback cache (write errors
+                               // then show at fsync/close, not at write; no passthrough)
   double timeout = 1000000.0;  // entry/attr cache timeout in seconds ("timeout=")
   XattrPermissions xattr_permissions = XattrPermissions::kOff;
   IdMap uid_map;

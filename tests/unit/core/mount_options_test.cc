@@ -99,6 +99,7 @@ TEST_CASE("bad command lines name the problem", "[core][options]") {
       {{"-o", "lowerdir=/a,uidmapping=0:1", "/m"}, "uidmapping"},
       {{"-o", "lowerdir=/a,timeout=soon", "/m"}, "timeout"},
       {{"-o", "lowerdir=/a,fsync=2", "/m"}, "fsync"},
+      {{"-o", "lowerdir=/a,writeback=yes", "/m"}, "writeback"},
       {{"-o", "lowerdir=", "/m"}, "lowerdir"},
       {{"-o", "lowerdir=::", "/m"}, "lowerdir"},
       {{"-o", "lowerdir=/a,ro=1", "/m"}, "ro"},
@@ -119,4 +120,18 @@ TEST_CASE("metacopy=on|off", "[core][options]") {
   CHECK(parse({"-o", "lowerdir=/a", "/m"}, &err)->options.metacopy);
   CHECK_FALSE(parse({"-o", "lowerdir=/a,metacopy=off", "/m"}, &err)->options.metacopy);
   CHECK(parse({"-o", "lowerdir=/a,metacopy=on", "/m"}, &err)->options.metacopy);
+}
+
+TEST_CASE("writeback=0|1 and passthrough=0|1", "[core][options]") {
+  std::string err;
+  auto plain = parse({"-o", "lowerdir=/a", "/m"}, &err);
+  REQUIRE(plain);
+  CHECK_FALSE(plain->options.writeback);
+  CHECK(plain->options.passthrough);
+  auto wb =
+      parse({"-o", "lowerdir=/a,upperdir=/u,workdir=/w,writeback=1,passthrough=0", "/m"}, &err);
+  REQUIRE(wb);
+  CHECK(wb->options.writeback);
+  CHECK_FALSE(wb->options.passthrough);
+  CHECK_FALSE(parse({"-o", "lowerdir=/a,writeback=0", "/m"}, &err)->options.writeback);
 }
