@@ -23,8 +23,8 @@ constexpr std::string_view kFuseValued[] = {
 };
 // fuse-overlayfs options lamina does not implement: refused by name, never ignored.
 constexpr std::string_view kRefused[] = {
-    "plugins",  "redirect_dir", "index",    "metacopy", "writeback", "threaded",
-    "fast_ino", "noxattrs",     "lazytime", "xino",     "userxattr", "nfs_export",
+    "plugins",  "redirect_dir", "index", "metacopy",  "threaded",   "fast_ino",
+    "noxattrs", "lazytime",     "xino",  "userxattr", "nfs_export",
 };
 
 bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
