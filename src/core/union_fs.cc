@@ -124,7 +124,8 @@ Result<std::unique_ptr<UnionFs>> UnionFs::create(std::vector<std::unique_ptr<Lay
   return fs;
 }
 
-Result<PartList> UnionFs::resolve(const PartList& parent, const char* name, bool skip_upper) const {
+Result<PartList> UnionFs::resolve(const PartList& parent, const char* name, bool skip_upper,
+                                  int attempt) const {
   PartList parts;
   const std::string whiteout = std::string(overlay::kWhiteoutPrefix) + name;
   // ".wh." + a name of more than NAME_MAX - 4 bytes cannot exist: no probe (it would fail
@@ -151,6 +152,14 @@ Result<PartList> UnionFs::resolve(const PartList& parent, const char* name, bool
       if (is_upper(dir) && st->st_nlink > 1) {
         auto fd = layer.lookup(*dir.obj, name);
         if (!fd) return fd.error();
+        // The name may have changed since the stat (an unlink made it a whiteout, a rename
+        // put another object there): what the descriptor holds must be what was classified.
+        auto held = layer.stat(*fd);
+        if (!held) return held.error();
+        if (held->st_dev != st->st_dev || held->st_ino != st->st_ino) {
+          if (attempt >= 64) return Error{EAGAIN, "lookup(name keeps changing)"};
+          return resolve(parent, name, skip_upper, attempt + 1);
+        }
         obj = std::make_shared<ObjRef>(std::move(*fd));
       } else {
         obj = std::make_shared<ObjRef>(dir.obj, name);
@@ -202,6 +211,12 @@ Result<PartList> UnionFs::resolve(const PartList& parent, const char* name, bool
     if (!obj) {
       if (obj.code() == ENOENT) continue;  // gone since the stat
       return obj.error();
+    }
+    if (auto held = layer.stat(*obj); !held || held->st_ino != st->st_ino) {
+      // Replaced since the stat (an rmdir left a whiteout, a rename put another object there).
+      if (!held) return held.error();
+      if (attempt >= 64) return Error{EAGAIN, "lookup(name keeps changing)"};
+      return resolve(parent, name, skip_upper, attempt + 1);
     }
     auto marks = overlay::dir_marks(layer, *obj);
     if (!marks) return marks.error();

@@ -243,7 +243,9 @@ class UnionFs {
   Status link_up_name(Node* parent, const std::string& name, const Part& indexed);
   Status adjust_nlink(int fd, int delta);
   // The parts of parent/name (empty when absent). `skip_upper` resolves below the upper only.
-  Result<PartList> resolve(const PartList& parent, const char* name, bool skip_upper) const;
+  // `attempt`: how many times the name changed under a resolve already (it starts over).
+  Result<PartList> resolve(const PartList& parent, const char* name, bool skip_upper,
+                           int attempt = 0) const;
   // The lower parts a redirected upper directory stands for.
   Result<PartList> resolve_redirect(const PartList& parent, const std::string& redirect) const;
   Result<std::vector<DirEntry>> list_parts(const PartList& parts, uint64_t self_ino,

@@ -9,7 +9,9 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <functional>
 #include <set>
+#include <utility>
 
 #include "../test_util.h"
 #include "lamina/base/sys.h"
@@ -419,4 +421,103 @@ TEST_CASE("st_ino of a copied-up file survives a remount; readdir agrees", "[cor
     INFO(e.name);
     CHECK(e.ino == s.fs->getattr(s.walk("dir/" + e.name))->st_ino);
   }
+}
+
+namespace {
+
+// The upper layer, with a hook that runs just before one lookup of a chosen name: a stand-in
+// for another thread changing the name between resolve()'s stat and its open.
+class RacyLayer final : public lamina::core::Layer {
+ public:
+  RacyLayer(std::unique_ptr<Layer> inner, std::string name, std::function<void()> before)
+      : inner_(std::move(inner)), name_(std::move(name)), before_(std::move(before)) {}
+  const std::string& describe() const override { return inner_->describe(); }
+  dev_t dev() const override { return inner_->dev(); }
+  lamina::Result<lamina::core::ObjRef> root() const override { return inner_->root(); }
+  lamina::Result<lamina::core::ObjRef> lookup(const lamina::core::ObjRef& dir,
+                                              const char* name) const override {
+    if (before_ && name_ == name) std::exchange(before_, nullptr)();
+    return inner_->lookup(dir, name);
+  }
+  lamina::Result<struct stat> stat_at(const lamina::core::ObjRef& dir,
+                                      const char* name) const override {
+    return inner_->stat_at(dir, name);
+  }
+  lamina::Result<bool> contains(const lamina::core::ObjRef& dir, const char* name) const override {
+    return inner_->contains(dir, name);
+  }
+  lamina::Result<struct stat> stat(const lamina::core::ObjRef& obj) const override {
+    return inner_->stat(obj);
+  }
+  lamina::Result<std::string> readlink(const lamina::core::ObjRef& obj) const override {
+    return inner_->readlink(obj);
+  }
+  lamina::Result<lamina::UniqueFd> open(const lamina::core::ObjRef& obj, int flags) const override {
+    return inner_->open(obj, flags);
+  }
+  lamina::Status list(const lamina::core::ObjRef& dir,
+                      const lamina::sys::DirentFn& fn) const override {
+    return inner_->list(dir, fn);
+  }
+  lamina::Result<size_t> getxattr(const lamina::core::ObjRef& obj, const char* name, void* buf,
+                                  size_t size) const override {
+    return inner_->getxattr(obj, name, buf, size);
+  }
+  lamina::Result<std::string> getxattr(const lamina::core::ObjRef& obj,
+                                       const char* name) const override {
+    return inner_->getxattr(obj, name);
+  }
+  lamina::Result<std::string> listxattr(const lamina::core::ObjRef& obj) const override {
+    return inner_->listxattr(obj);
+  }
+  lamina::Result<struct statvfs> statfs() const override { return inner_->statfs(); }
+  lamina::Result<std::string> link_key(const lamina::core::ObjRef& obj) const override {
+    return inner_->link_key(obj);
+  }
+  lamina::Result<std::vector<std::string>> link_names(
+      const lamina::core::ObjRef& obj) const override {
+    return inner_->link_names(obj);
+  }
+
+ private:
+  std::unique_ptr<Layer> inner_;
+  std::string name_;
+  mutable std::function<void()> before_;
+};
+
+}  // namespace
+
+// Regression (load test in CI: one open(O_WRONLY) failed with ENXIO): an upper file with two
+// links keeps a descriptor, opened by name after the stat; an unlink in between put a whiteout
+// device there, and the node held the device.
+TEST_CASE("a name that becomes a whiteout between lookup's stat and open is looked up again",
+          "[core][write]") {
+  TempDir tmp;
+  for (const char* d : {"upper", "lower", "work"}) t::make_dir(tmp / d);
+  t::write_file(tmp / "lower" + "/f", "lower");
+  t::write_file(tmp / "upper" + "/f", "upper");
+  REQUIRE(::link((tmp / "upper" + "/f").c_str(), (tmp / "upper" + "/g").c_str()) == 0);
+  const std::string f = tmp / "upper" + "/f";
+  auto unlink_f = [f] {
+    REQUIRE(::unlink(f.c_str()) == 0);  // as remove_name() leaves it: a 0/0 device
+    REQUIRE(::mknod(f.c_str(), S_IFCHR | 0, 0) == 0);
+  };
+  std::vector<std::unique_ptr<Layer>> layers;
+  layers.push_back(
+      std::make_unique<RacyLayer>(std::move(*DirLayer::open(tmp / "upper")), "f", unlink_f));
+  layers.push_back(std::move(*DirLayer::open(tmp / "lower")));
+  UnionConfig cfg;
+  cfg.has_upper = true;
+  cfg.read_only = false;
+  cfg.fsync = false;
+  auto work = lamina::sys::open_path(AT_FDCWD, (tmp / "work").c_str());
+  REQUIRE(work.ok());
+  auto fs = UnionFs::create(std::move(layers), cfg, std::move(*work));
+  REQUIRE(fs.ok());
+  auto node = (*fs)->lookup((*fs)->root(), "f");
+  CHECK(node.code() == ENOENT);  // not a node holding the whiteout device
+  auto g = (*fs)->lookup((*fs)->root(), "g");
+  REQUIRE(g.ok());
+  auto fd = (*fs)->open(*g, O_RDONLY);
+  REQUIRE(fd.ok());
 }
