@@ -111,6 +111,12 @@ Result<UniqueFd> reopen(int path_fd, int flags) {
   return UniqueFd(fd);
 }
 
+Result<UniqueFd> dup(int fd) {
+  int r = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (r < 0) return errno_error("dup");
+  return UniqueFd(r);
+}
+
 Result<struct stat> fstat(int fd) {
   struct stat st;
   if (retry([&] { return ::fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW); }) < 0)

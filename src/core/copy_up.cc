@@ -99,13 +99,17 @@ Result<std::shared_ptr<const ObjRef>> UnionFs::upper_dir(Node* dir) {
   if (!parent) return Error{EIO, "copy-up(root without upper)"};
   auto parent_up = upper_dir(parent.get());
   if (!parent_up) return parent_up.error();
-  int up = (*parent_up)->fd.get();
+  PathFd up_fd(**parent_up);
+  if (!up_fd.ok()) return up_fd.error();
+  const int up = up_fd.get();
 
-  auto existing = sys::open_path(up, name.c_str());
+  auto existing = open_path_shedding(up, name.c_str());
+  struct stat dir_st {};
   if (existing) {
     auto st = sys::fstat(existing->get());
     if (!st) return st.error();
     if (!S_ISDIR(st->st_mode)) return Error{EIO, "copy-up(upper is not a directory)"};
+    dir_st = *st;
   } else {
     if (existing.code() != ENOENT) return existing.error();
     const Part& src = parts->front();
@@ -115,9 +119,14 @@ Result<std::shared_ptr<const ObjRef>> UnionFs::upper_dir(Node* dir) {
     std::string tmp = temp_name();
     int wfd = work_fd_.get();
     if (Status s = sys::mkdirat(wfd, tmp.c_str(), 0700); !s) return s.error();
-    auto tmp_fd = sys::open_path(wfd, tmp.c_str());
+    auto tmp_fd = open_path_shedding(wfd, tmp.c_str());
     Status s = tmp_fd ? copy_metadata(layer, *src.obj, *st, wfd, tmp, tmp_fd->get(), st->st_mode)
                       : Status{tmp_fd.error()};
+    if (s) {
+      auto made = sys::fstat(tmp_fd->get());
+      s = made ? Status{} : Status{made.error()};
+      if (made) dir_st = *made;
+    }
     if (s) s = sys::renameat2(wfd, tmp.c_str(), up, name.c_str(), RENAME_NOREPLACE);
     if (!s) {
       (void)sys::unlinkat(wfd, tmp.c_str(), AT_REMOVEDIR);
@@ -127,7 +136,8 @@ Result<std::shared_ptr<const ObjRef>> UnionFs::upper_dir(Node* dir) {
     existing = std::move(tmp_fd);
   }
   PartList next;
-  next.push_back(Part{0, false, false, std::make_shared<ObjRef>(std::move(*existing))});
+  next.push_back(Part{0, false, false,
+                      std::make_shared<ObjRef>(*parent_up, name, std::move(*existing), dir_st)});
   for (const Part& p : *parts) next.push_back(p);
   auto obj = next.front().obj;
   set_parts(dir, std::move(next));
@@ -142,7 +152,9 @@ Status UnionFs::mark_impure(Node* dir, const std::shared_ptr<const ObjRef>& up) 
     std::lock_guard lock(dir->mu_);
     if (same()) return {};
   }
-  if (Status s = overlay::set_impure(up->fd.get(), xattr_prefix_); !s) return s;
+  PathFd up_fd(*up);
+  if (!up_fd.ok()) return up_fd.error();
+  if (Status s = overlay::set_impure(up_fd.get(), xattr_prefix_); !s) return s;
   std::lock_guard lock(dir->mu_);
   dir->impure_dir_ = up;
   return {};
@@ -179,7 +191,9 @@ Status UnionFs::copy_up(Node* node, bool data, std::optional<mode_t> mode, bool*
   if (!parent) return Error{EIO, "copy-up(no parent)"};
   auto parent_up = upper_dir(parent.get());
   if (!parent_up) return parent_up.error();
-  int up = (*parent_up)->fd.get();
+  PathFd up_fd(**parent_up);
+  if (!up_fd.ok()) return up_fd.error();
+  const int up = up_fd.get();
 
   const Part& src = parts->front();
   const Layer& layer = *layers_[src.layer];
@@ -354,14 +368,16 @@ Status UnionFs::adjust_nlink(int fd, int delta) {
 Status UnionFs::link_up_name(Node* parent, const std::string& name, const Part& indexed) {
   auto up = upper_dir(parent);
   if (!up) return up.error();
-  const auto& obj = indexed.obj;
-  const std::string proc = sys::proc_fd_path(obj->fd.get());
-  if (Status s =
-          sys::linkat(AT_FDCWD, proc.c_str(), (*up)->fd.get(), name.c_str(), AT_SYMLINK_FOLLOW);
+  PathFd obj(*indexed.obj);
+  if (!obj.ok()) return obj.error();
+  PathFd up_fd(**up);
+  if (!up_fd.ok()) return up_fd.error();
+  const std::string proc = sys::proc_fd_path(obj.get());
+  if (Status s = sys::linkat(AT_FDCWD, proc.c_str(), up_fd.get(), name.c_str(), AT_SYMLINK_FOLLOW);
       !s)
     return s;
   // One more real link, the same number shown.
-  return adjust_nlink(obj->fd.get(), -1);
+  return adjust_nlink(obj.get(), -1);
 }
 
 Result<bool> UnionFs::exists_below(Node* parent, const std::string& name) {

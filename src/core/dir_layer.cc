@@ -21,53 +21,88 @@ Result<ObjRef> DirLayer::root() const {
 }
 
 Result<ObjRef> DirLayer::lookup(const ObjRef& dir, const char* name) const {
-  auto fd = sys::open_path(dir.fd.get(), name);
+  PathFd d(dir);
+  if (!d.ok()) return d.error();
+  auto fd = open_path_shedding(d.get(), name);
   if (!fd) return fd.error();
   return ObjRef(std::move(*fd));
 }
 
 Result<struct stat> DirLayer::stat_at(const ObjRef& dir, const char* name) const {
-  return sys::fstatat(dir.fd.get(), name);
+  PathFd d(dir);
+  if (!d.ok()) return d.error();
+  return sys::fstatat(d.get(), name);
 }
 
 Result<bool> DirLayer::contains(const ObjRef& dir, const char* name) const {
-  return sys::exists_at(dir.fd.get(), name);
+  PathFd d(dir);
+  if (!d.ok()) return d.error();
+  return sys::exists_at(d.get(), name);
 }
 
+// A named object goes by its directory's descriptor and its name; the others by their own.
+// Either way no descriptor is opened for the call.
+namespace {
+struct At {
+  explicit At(const ObjRef& obj)
+      : fd(obj.named() ? *obj.dir : obj), name(obj.named() ? obj.name.c_str() : "") {}
+  PathFd fd;
+  const char* name;
+};
+}  // namespace
+
 Result<struct stat> DirLayer::stat(const ObjRef& obj) const {
-  if (obj.named()) return sys::fstatat(obj.dir->fd.get(), obj.name.c_str());
-  return sys::fstat(obj.fd.get());
+  At at(obj);
+  if (!at.fd.ok()) return at.fd.error();
+  if (obj.named()) return sys::fstatat(at.fd.get(), at.name);
+  return sys::fstat(at.fd.get());
 }
 
 Result<std::string> DirLayer::readlink(const ObjRef& obj) const {
-  if (obj.named()) return sys::readlinkat(obj.dir->fd.get(), obj.name.c_str());
-  return sys::readlinkat(obj.fd.get(), "");
+  At at(obj);
+  if (!at.fd.ok()) return at.fd.error();
+  return sys::readlinkat(at.fd.get(), at.name);
 }
 
 Result<UniqueFd> DirLayer::open(const ObjRef& obj, int flags) const {
-  if (obj.named()) return sys::openat(obj.dir->fd.get(), obj.name.c_str(), flags | O_NOFOLLOW);
-  return sys::reopen(obj.fd.get(), flags);
+  At at(obj);
+  if (!at.fd.ok()) return at.fd.error();
+  auto once = [&]() -> Result<UniqueFd> {
+    if (obj.named()) return sys::openat(at.fd.get(), at.name, flags | O_NOFOLLOW);
+    return sys::reopen(at.fd.get(), flags);
+  };
+  auto fd = once();
+  if (!fd && (fd.code() == EMFILE || fd.code() == ENFILE)) {
+    DescriptorBudget::shed();
+    fd = once();
+  }
+  return fd;
 }
 
 Status DirLayer::list(const ObjRef& dir, const sys::DirentFn& fn) const {
-  return sys::read_dir(dir.fd.get(), fn);
+  PathFd d(dir);
+  if (!d.ok()) return d.error();
+  return sys::read_dir(d.get(), fn);
 }
 
 // Xattrs go by the object's directory and name (or its own descriptor): no open per call.
 Result<size_t> DirLayer::getxattr(const ObjRef& obj, const char* name, void* buf,
                                   size_t size) const {
-  if (obj.named()) return sys::getxattr_at(obj.dir->fd.get(), obj.name.c_str(), name, buf, size);
-  return sys::getxattr_at(obj.fd.get(), "", name, buf, size);
+  At at(obj);
+  if (!at.fd.ok()) return at.fd.error();
+  return sys::getxattr_at(at.fd.get(), at.name, name, buf, size);
 }
 
 Result<std::string> DirLayer::getxattr(const ObjRef& obj, const char* name) const {
-  if (obj.named()) return sys::getxattr_at(obj.dir->fd.get(), obj.name.c_str(), name);
-  return sys::getxattr_at(obj.fd.get(), "", name);
+  At at(obj);
+  if (!at.fd.ok()) return at.fd.error();
+  return sys::getxattr_at(at.fd.get(), at.name, name);
 }
 
 Result<std::string> DirLayer::listxattr(const ObjRef& obj) const {
-  if (obj.named()) return sys::listxattr_at(obj.dir->fd.get(), obj.name.c_str());
-  return sys::listxattr_at(obj.fd.get(), "");
+  At at(obj);
+  if (!at.fd.ok()) return at.fd.error();
+  return sys::listxattr_at(at.fd.get(), at.name);
 }
 
 namespace {

@@ -207,21 +207,24 @@ Result<PartList> UnionFs::resolve(const PartList& parent, const char* name, bool
       }
       break;
     }
-    auto obj = layer.lookup(*dir.obj, name);
-    if (!obj) {
-      if (obj.code() == ENOENT) continue;  // gone since the stat
-      return obj.error();
+    auto found = layer.lookup(*dir.obj, name);
+    if (!found) {
+      if (found.code() == ENOENT) continue;  // gone since the stat
+      return found.error();
     }
-    if (auto held = layer.stat(*obj); !held || held->st_ino != st->st_ino) {
+    if (auto held = layer.stat(*found); !held || held->st_ino != st->st_ino) {
       // Replaced since the stat (an rmdir left a whiteout, a rename put another object there).
       if (!held) return held.error();
       if (attempt >= 64) return Error{EAGAIN, "lookup(name keeps changing)"};
       return resolve(parent, name, skip_upper, attempt + 1);
     }
+    // A directory of a directory layer: its descriptor goes under the budget, opened again
+    // from here by name if the budget closes it.
+    auto obj = found->has_fd() ? std::make_shared<ObjRef>(dir.obj, name, found->take_fd(), *st)
+                               : std::make_shared<ObjRef>(std::move(*found));
     auto marks = overlay::dir_marks(layer, *obj);
     if (!marks) return marks.error();
-    parts.push_back(
-        Part{dir.layer, marks->xwhiteouts, false, std::make_shared<ObjRef>(std::move(*obj))});
+    parts.push_back(Part{dir.layer, marks->xwhiteouts, false, std::move(obj)});
     parts.back().impure = marks->impure;
     if (marks->opaque) break;
     if (!marks->redirect.empty() && is_upper(dir)) {
@@ -460,10 +463,13 @@ std::shared_ptr<const ObjRef> UnionFs::checked_top(const Node* node) const {
     auto parts = node->parts();
     const Part& top = parts->front();
     if (!top.obj->named() || !is_upper(top) || attempt >= kMovedRetries) return top.obj;
-    auto fd = sys::open_path(top.obj->dir->fd.get(), top.obj->name.c_str());
-    if (fd) {
-      auto st = sys::fstat(fd->get());
-      if (st && still_names(node, *st)) return std::make_shared<const ObjRef>(std::move(*fd));
+    PathFd fd(*top.obj);
+    if (fd.ok()) {
+      auto st = sys::fstat(fd.get());
+      if (st && still_names(node, *st)) {
+        auto dup = sys::dup(fd.get());
+        if (dup) return std::make_shared<const ObjRef>(std::move(*dup));
+      }
     }
     moved_pause(attempt);
   }

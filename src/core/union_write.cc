@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <optional>
 #include <string>
 
 #include "lamina/base/sys.h"
@@ -79,7 +80,9 @@ Result<Node*> UnionFs::make_object(Node* parent, std::string_view name, mode_t m
   if (!existing->empty()) return Error{EEXIST, "create"};
   auto up = upper_dir(parent);
   if (!up) return up.error();
-  const int dir_fd = (*up)->fd.get();
+  PathFd up_fd(**up);
+  if (!up_fd.ok()) return up_fd.error();
+  const int dir_fd = up_fd.get();
 
   // Owner: the caller, through the id mapping; a setgid directory passes on its group.
   auto pst = getattr(parent);
@@ -180,7 +183,9 @@ Result<Node*> UnionFs::link(Node* node, Node* new_parent, std::string_view new_n
   if (Status s = copy_up(node); !s) return s.error();
   auto up = upper_dir(new_parent);
   if (!up) return up.error();
-  const int dir_fd = (*up)->fd.get();
+  PathFd up_fd(**up);
+  if (!up_fd.ok()) return up_fd.error();
+  const int dir_fd = up_fd.get();
   auto src = node->parts()->front().obj;
   // Through the magic link: works without CAP_DAC_READ_SEARCH (unlike AT_EMPTY_PATH).
   PathFd src_fd(*src);
@@ -215,17 +220,23 @@ Status UnionFs::remove_name(Node* parent, const std::string& name, const PartLis
                             bool is_dir) {
   auto up = upper_dir(parent);
   if (!up) return up.error();
-  const int dir_fd = (*up)->fd.get();
+  PathFd up_fd(**up);
+  if (!up_fd.ok()) return up_fd.error();
+  const int dir_fd = up_fd.get();
   const int wfd = work_fd_.get();
   const bool in_upper = has_upper_name(parts.front());
-  if (in_upper && !is_dir) pin(parts.front());
+  if (in_upper) pin(parts.front());
   if (parts.front().indexed) {
     // One name fewer shown for the group; its index entry stays for the others.
-    if (Status s = adjust_nlink(parts.front().obj->fd.get(), -1); !s) return s;
+    PathFd fd(*parts.front().obj);
+    if (!fd.ok()) return fd.error();
+    if (Status s = adjust_nlink(fd.get(), -1); !s) return s;
   }
   if (in_upper && is_dir) {
     // Whiteouts inside an upper directory that looks empty go first.
-    if (Status s = overlay::clear_whiteouts(parts.front().obj->fd.get()); !s) return s;
+    PathFd fd(*parts.front().obj);
+    if (!fd.ok()) return fd.error();
+    if (Status s = overlay::clear_whiteouts(fd.get()); !s) return s;
   }
   if (!in_upper) return make_whiteout(dir_fd, name);  // the object itself is below
   auto below = exists_below(parent, name);
@@ -354,7 +365,9 @@ Result<std::string> UnionFs::lower_path(Node* dir) {
 Status UnionFs::prepare_moved_dir(Node* dir, bool target_has_below) {
   // Called with the directory copied up, before it moves.
   auto parts = dir->parts();
-  const int fd = parts->front().obj->fd.get();
+  PathFd dir_fd(*parts->front().obj);
+  if (!dir_fd.ok()) return dir_fd.error();
+  const int fd = dir_fd.get();
   if (parts->size() > 1) {
     auto path = lower_path(dir);
     if (!path) return path.error();
@@ -409,9 +422,10 @@ Status UnionFs::rename(Node* parent, std::string_view name, Node* new_parent,
 
 void UnionFs::pin(const Part& part) {
   // The name is about to go: a live node named by it (an open file, say) gets a descriptor,
-  // so fstat and I/O keep working on the unlinked inode. Lower names never go (and a store
-  // layer's objects have no directory descriptor to open one from).
-  if (!is_upper(part) || !part.obj->named()) return;
+  // so fstat and I/O keep working on the unlinked inode; a live directory node keeps the
+  // descriptor it has (the budget could close it, and nothing could open it again). Lower
+  // names never go (and a store layer's objects have no directory descriptor to open one from).
+  if (!is_upper(part)) return;
   auto st = layers_[part.layer]->stat(*part.obj);
   if (!st) return;
   std::shared_ptr<Node> node;
@@ -421,19 +435,26 @@ void UnionFs::pin(const Part& part) {
     if (it == by_key_.end()) return;
     node = live_.at(it->second);
   }
-  auto fd = sys::open_path(part.obj->dir->fd.get(), part.obj->name.c_str());
-  if (!fd) return;
   auto parts = node->parts();
+  if (S_ISDIR(st->st_mode)) {
+    if (is_upper(parts->front())) (void)parts->front().obj->hold();
+    return;
+  }
+  if (!part.obj->named()) return;
+  PathFd fd(*part.obj);
+  if (!fd.ok()) return;
   if (!parts->front().obj->named()) return;
+  auto held = sys::dup(fd.get());
+  if (!held) return;
   PartList list = *parts;
-  list.front().obj = std::make_shared<ObjRef>(std::move(*fd));
+  list.front().obj = std::make_shared<ObjRef>(std::move(*held));
   std::lock_guard lock(node->mu_);
   node->parts_ = std::make_shared<const PartList>(std::move(list));
 }
 
 void UnionFs::moved(Node* node, Node* new_parent, const std::string& new_name) {
   // A non-directory's upper part is named by directory and name: point it at the new ones.
-  // (Directories hold descriptors, which follow the rename by themselves.)
+  // (A directory's upper part was relocated by rename_nodes.)
   auto parts = node->parts();
   std::shared_ptr<const PartList> next;
   if (!node->is_dir() && parts->front().obj->named() && is_upper(parts->front())) {
@@ -488,7 +509,9 @@ Status UnionFs::rename_nodes(Node* parent, const std::string& from, Node* src, N
     auto named = resolve(*new_parent->parts(), to.c_str(), false);
     if (!named) return named.error();
     if (!named->empty() && named->front().indexed) {
-      if (Status s = adjust_nlink(named->front().obj->fd.get(), -1); !s) return s;
+      PathFd fd(*named->front().obj);
+      if (!fd.ok()) return fd.error();
+      if (Status s = adjust_nlink(fd.get(), -1); !s) return s;
     } else if (!named->empty() && !is_upper(named->front())) {
       auto dst_st = layers_[named->front().layer]->stat(*named->front().obj);
       if (!dst_st) return dst_st.error();
@@ -501,16 +524,33 @@ Status UnionFs::rename_nodes(Node* parent, const std::string& from, Node* src, N
   if (!up1) return up1.error();
   auto up2 = upper_dir(new_parent);
   if (!up2) return up2.error();
-  const int fd1 = (*up1)->fd.get(), fd2 = (*up2)->fd.get();
+  PathFd up1_fd(**up1);
+  if (!up1_fd.ok()) return up1_fd.error();
+  PathFd up2_fd(**up2);
+  if (!up2_fd.ok()) return up2_fd.error();
+  const int fd1 = up1_fd.get(), fd2 = up2_fd.get();
 
+  // A directory that moves is relocated after the rename; it stays open across it, so that no
+  // reopen looks for it by a name it no longer has.
+  std::shared_ptr<const ObjRef> src_up, dst_up;
+  std::optional<PathFd> keep_src, keep_dst;
   if (src->is_dir()) {
     if (Status s = prepare_moved_dir(src, *dst_below); !s) return s;
+    src_up = src->parts()->front().obj;
+    keep_src.emplace(*src_up);
+    if (!keep_src->ok()) return keep_src->error();
   }
   if (flags & RENAME_EXCHANGE) {
     if (dst->is_dir()) {
       if (Status s = prepare_moved_dir(dst, *src_below); !s) return s;
+      dst_up = dst->parts()->front().obj;
+      keep_dst.emplace(*dst_up);
+      if (!keep_dst->ok()) return keep_dst->error();
     }
-    return sys::renameat2(fd1, from.c_str(), fd2, to.c_str(), RENAME_EXCHANGE);
+    Status s = sys::renameat2(fd1, from.c_str(), fd2, to.c_str(), RENAME_EXCHANGE);
+    if (s && src_up) src_up->relocate(*up2, to);
+    if (s && dst_up) dst_up->relocate(*up1, from);
+    return s;
   }
 
   // The destination in the upper: a real object is replaced by the rename; a whiteout device
@@ -518,7 +558,13 @@ Status UnionFs::rename_nodes(Node* parent, const std::string& from, Node* src, N
   // redirected, so nothing below shows through meanwhile); an empty upper directory being
   // replaced loses its whiteouts first.
   if (dst && dst->is_dir() && is_upper(dst->parts()->front())) {
-    if (Status s = overlay::clear_whiteouts(dst->parts()->front().obj->fd.get()); !s) return s;
+    auto dst_now = dst->parts();
+    const auto& obj = dst_now->front().obj;
+    PathFd fd(*obj);
+    if (!fd.ok()) return fd.error();
+    if (Status s = overlay::clear_whiteouts(fd.get()); !s) return s;
+    // Replaced: its name will be the moved directory's.
+    if (Status s = obj->hold(); !s) return s;
   }
   if (dst && !dst->is_dir() && !(flags & RENAME_EXCHANGE)) pin(dst->parts()->front());
   auto dst_whiteout = overlay::has_whiteout(fd2, to);
@@ -538,6 +584,9 @@ Status UnionFs::rename_nodes(Node* parent, const std::string& from, Node* src, N
   }
   if (!whiteout_left) {
     if (Status s = sys::renameat2(fd1, from.c_str(), fd2, to.c_str(), 0); !s) return s;
+  }
+  if (src_up) src_up->relocate(*up2, to);
+  if (!whiteout_left) {
     if (*src_below) {
       if (Status s = make_whiteout(fd1, from); !s) return s;
     }

@@ -29,6 +29,8 @@ Result<UniqueFd> open_path(int dirfd, const char* name);
 Result<UniqueFd> openat_beneath(int dirfd, const char* path, int flags, mode_t mode = 0);
 // Opens a new description of the object behind an O_PATH fd (through /proc/self/fd).
 Result<UniqueFd> reopen(int path_fd, int flags);
+// Another descriptor for the same open file description (close-on-exec).
+Result<UniqueFd> dup(int fd);
 
 Result<struct stat> fstat(int fd);                         // works on O_PATH fds
 Result<struct statvfs> fstatvfs(int fd);                   // works on O_PATH fds

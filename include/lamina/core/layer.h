@@ -17,53 +17,9 @@
 #include "lamina/base/error.h"
 #include "lamina/base/sys.h"
 #include "lamina/base/unique_fd.h"
+#include "lamina/core/obj_ref.h"
 
 namespace lamina::core {
-
-// A handle on one object inside one layer. In directory layers a directory holds an O_PATH
-// descriptor; a non-directory is named by its directory and name instead, so the daemon holds
-// one descriptor per cached directory rather than per cached file (a tree of 100,000 files
-// would otherwise exhaust RLIMIT_NOFILE). Store layers use `entry` (index + 1 of a manifest
-// entry) instead of a descriptor; only objects of the upper layer are ever directories on disk.
-struct ObjRef {
-  ObjRef() = default;
-  explicit ObjRef(UniqueFd f) : fd(std::move(f)) {}
-  ObjRef(std::shared_ptr<const ObjRef> d, std::string n) : dir(std::move(d)), name(std::move(n)) {}
-
-  UniqueFd fd;
-  uint64_t entry = 0;
-  std::shared_ptr<const ObjRef> dir;  // named form: the directory holding the object
-  std::string name;                   // and its name there
-
-  bool named() const { return !fd.valid() && dir != nullptr; }
-};
-
-// An O_PATH descriptor for an ObjRef for the moment: its own, or one opened (never
-// following a symlink) from its directory and name.
-class PathFd {
- public:
-  explicit PathFd(const ObjRef& obj) {
-    if (!obj.named()) {
-      fd_ = obj.fd.get();
-      return;
-    }
-    auto r = sys::open_path(obj.dir->fd.get(), obj.name.c_str());
-    if (r) {
-      own_ = std::move(*r);
-      fd_ = own_.get();
-    } else {
-      err_ = r.code();
-    }
-  }
-  bool ok() const { return fd_ >= 0; }
-  int get() const { return fd_; }
-  Error error() const { return Error{err_, "openat(O_PATH)"}; }
-
- private:
-  UniqueFd own_;
-  int fd_ = -1;
-  int err_ = EBADF;
-};
 
 class Layer {
  public:
