@@ -8,7 +8,7 @@
 
 BUILD_DIR       ?= build
 ASAN_BUILD_DIR  ?= build-asan
-# The FUSE passthrough build: libfuse >= 3.17 built from Debian's source package (fetched by
+# The FUSE passthrough build: libfuse >= 3.18 built from Debian's source package (fetched by
 # scripts/libfuse-source.sh into this directory), then laminafs and its mount tests.
 PT_BUILD_DIR    ?= build-passthrough
 FUZZ_BUILD_DIR  ?= build-fuzz
@@ -52,8 +52,9 @@ help:
 	@echo "make build       release build (-Werror) into $(BUILD_DIR)/, binaries in $(BUILD_DIR)/bin/"
 	@echo "make test        build, then run unit and integration tests (ctest)"
 	@echo "make asan        ASan+UBSan build into $(ASAN_BUILD_DIR)/ and run the tests there"
-	@echo "make test-passthrough  build against libfuse >= 3.17 (Debian's source package, built in"
-	@echo "                 $(PT_BUILD_DIR)/; FUSE passthrough) and run the write-path mount tests there"
+	@echo "make test-passthrough  build against libfuse >= 3.18 (Debian's source package, built in"
+	@echo "                 $(PT_BUILD_DIR)/; FUSE passthrough, io_uring) and run the write-path mount"
+	@echo "                 tests there, then again through FUSE over io_uring"
 	@echo "make example     build, then run examples/demo.sh (needs root and /dev/fuse)"
 	@echo "make lint        clang-format check (no changes made); 'make format' rewrites"
 	@echo "make tidy        clang-tidy on src/ and tools/"
@@ -103,8 +104,17 @@ build-passthrough:
 # The write-path suite: what passthrough changes is how file data moves (the read-only
 # integration suite serves lower files, which never pass through, and nothing else depends on
 # the FUSE library version).
+# Then the same suite through FUSE over io_uring (write-uring), which the kernel offers only
+# with the fuse module parameter enable_uring=Y: set here when writable (as root).
+URING_PARAM := /sys/module/fuse/parameters/enable_uring
 test-passthrough: build-passthrough
-	$(CTEST) --test-dir $(PT_BUILD_DIR) --output-on-failure -R '^write$$' $(CTEST_JOBS)
+	@if [ -w $(URING_PARAM) ]; then \
+	  echo "test-passthrough: echo Y > $(URING_PARAM) (FUSE over io_uring, for write-uring)"; \
+	  echo Y > $(URING_PARAM); \
+	else \
+	  echo "test-passthrough: $(URING_PARAM) is not writable: write-uring runs through /dev/fuse"; \
+	fi
+	$(CTEST) --test-dir $(PT_BUILD_DIR) --output-on-failure -R '^write(-uring)?$$' $(CTEST_JOBS)
 
 example: build
 	LAMINAFS=$(abspath $(BUILD_DIR))/bin/laminafs examples/demo.sh

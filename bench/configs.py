@@ -7,6 +7,7 @@ not exit after its unmount is aborted through /sys/fs/fuse/connections and then 
 own pid (never by name).
 """
 
+import atexit
 import os
 import resource
 import shutil
@@ -242,6 +243,52 @@ class LaminafsWriteback(Laminafs):
                 "fsync or close, not at the write)")
 
 
+URING_PARAM = "/sys/module/fuse/parameters/enable_uring"
+
+
+class LaminafsUring(LaminafsPassthrough):
+    """The passthrough build (libfuse 3.18) with `-o io_uring=1`: requests reach the daemon
+    through FUSE over io_uring, one ring per CPU. The kernel offers it only with the fuse module
+    parameter enable_uring=Y; the benchmark sets it when it can and puts it back at exit."""
+
+    name, label = "laminafs-uring", "laminafs (io_uring)"
+    extra = ",io_uring=1"
+
+    def available(self):
+        ok, why = super().available()
+        if not ok:
+            return ok, why
+        r = subprocess.run([self.exe, "--version"], capture_output=True, text=True, timeout=30)
+        if "FUSE over io_uring: built in" not in r.stdout:
+            return False, f"{self.exe} is not built with FUSE over io_uring"
+        try:
+            with open(URING_PARAM) as f:
+                was = f.read().strip()
+        except OSError:
+            return False, "the kernel has no FUSE over io_uring (CONFIG_FUSE_IO_URING)"
+        if was != "Y":
+            try:
+                with open(URING_PARAM, "w") as f:
+                    f.write("Y")
+            except OSError as e:
+                return False, f"{URING_PARAM} is {was} and cannot be set ({e.strerror})"
+            atexit.register(_write_param, URING_PARAM, was)
+        return True, ""
+
+    def describe(self):
+        return ("the passthrough build with `-o io_uring=1`: requests go through FUSE over "
+                "io_uring, one ring per CPU answered on that CPU (fuse module parameter "
+                "enable_uring=Y)")
+
+
+def _write_param(path, value):
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError:
+        pass
+
+
 class FuseOverlayfs(FuseDaemon):
     name, label = "fuse-overlayfs", "fuse-overlayfs"
 
@@ -285,5 +332,5 @@ def all_configs(laminafs_exe, passthrough_exe):
     """Every configuration, in the order runs interleave; the reference for ratios is
     kernel overlayfs with redirect_dir and metacopy on (laminafs always has both)."""
     return [PlainDir(), Laminafs(laminafs_exe), LaminafsPassthrough(passthrough_exe),
-            LaminafsWriteback(laminafs_exe), KernelOverlay(False), KernelOverlay(True),
-            FuseOverlayfs()]
+            LaminafsUring(passthrough_exe), LaminafsWriteback(laminafs_exe),
+            KernelOverlay(False), KernelOverlay(True), FuseOverlayfs()]

@@ -10,9 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLORS = {"plain": "#7f7f7f", "laminafs": "#d62728", "laminafs-pt": "#ff7f0e",
-          "laminafs-wb": "#9467bd", "ovl-off": "#1f77b4",
+          "laminafs-uring": "#8c564b", "laminafs-wb": "#9467bd", "ovl-off": "#1f77b4",
           "ovl-on": "#17becf", "fuse-overlayfs": "#2ca02c"}
-MARKERS = {"plain": "s", "laminafs": "o", "laminafs-pt": "P", "laminafs-wb": "X", "ovl-off": "v",
+MARKERS = {"plain": "s", "laminafs": "o", "laminafs-pt": "P", "laminafs-uring": "*",
+           "laminafs-wb": "X", "ovl-off": "v",
            "ovl-on": "^",
            "fuse-overlayfs": "D"}
 

@@ -15,9 +15,10 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libfuse3-dev libxxhash-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libarchive-dev libssl-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev
-  # the FUSE passthrough build (make test-passthrough): Debian's libfuse 3.17 source package,
-  # fetched with apt-get source and built by scripts/libfuse-source.sh
-  meson dpkg-dev debian-archive-keyring
+  # the FUSE passthrough build (make test-passthrough): Debian's libfuse 3.18 source package,
+  # fetched with apt-get source and built by scripts/libfuse-source.sh, with FUSE over
+  # io_uring (liburing, libnuma)
+  meson dpkg-dev debian-archive-keyring liburing-dev libnuma-dev
   # tests
   catch2
   fuse3             # fusermount3, /etc/fuse.conf

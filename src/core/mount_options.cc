@@ -106,6 +106,7 @@ bool apply_option(const std::string& item, MountOptions* o, std::string* error) 
   if (key == "static_nlink") return boolean(&o->static_nlink);
   if (key == "passthrough") return boolean(&o->passthrough);
   if (key == "writeback") return boolean(&o->writeback);
+  if (key == "io_uring") return boolean(&o->io_uring);
   if (key == "metacopy") {
     if (value == "on" || value == "off") {
       o->metacopy = value == "on";
@@ -336,6 +337,10 @@ A copy-on-write union filesystem (fuse-overlayfs compatible command line).
   -o writeback=0|1        the kernel's writeback cache (default 0): writes are buffered in
                           the kernel and reach the upper in batches; a write error (ENOSPC,
                           EIO) shows at fsync or close instead of at write; turns passthrough off
+  -o io_uring=0|1         FUSE over io_uring (default 0): requests reach the daemon through one
+                          ring per CPU, answered on that CPU (needs a build against libfuse
+                          >= 3.18, make build-passthrough, and the kernel's fuse module
+                          parameter enable_uring=Y)
   -o uidmapping=A:B:LEN[:...], gidmapping=...   owner translation (as fuse-overlayfs)
   -o squash_to_root, squash_to_uid=N, squash_to_gid=N
   -o xattr_permissions=0|1|2   owner/mode from user.fuseoverlayfs / user.containers

@@ -193,6 +193,11 @@ void print_version() {
 #else
   std::printf("FUSE passthrough: not built in (needs libfuse >= 3.17)\n");
 #endif
+#ifdef FUSE_CAP_OVER_IO_URING
+  std::printf("FUSE over io_uring: built in (-o io_uring=1, when the kernel offers it)\n");
+#else
+  std::printf("FUSE over io_uring: not built in (needs libfuse >= 3.18 built with it)\n");
+#endif
   std::fflush(stdout);
   fuse_lowlevel_version();  // "using FUSE kernel interface version X.Y"
 }
@@ -215,6 +220,15 @@ int run_daemon(const core::MountOptions& o, std::vector<std::unique_ptr<core::La
   }
 
   if (!check_selinux_options(o.fuse_options)) return 1;
+#ifndef FUSE_CAP_OVER_IO_URING
+  if (o.io_uring) {
+    fail(std::string("option io_uring=1: this laminafs is built against libfuse ") +
+         fuse_pkgversion() +
+         ", without FUSE over io_uring (it needs libfuse >= 3.18 built with it: make "
+         "build-passthrough)");
+    return 1;
+  }
+#endif
 
   std::vector<std::unique_ptr<core::Layer>> layers;
   if (!o.upperdir.empty()) {
@@ -251,12 +265,14 @@ int run_daemon(const core::MountOptions& o, std::vector<std::unique_ptr<core::La
   // The kernel never combines the two; asking for writeback is the stronger wish.
   state->passthrough_wanted = o.passthrough && !o.writeback;
   state->writeback_wanted = o.writeback;
+  state->uring_wanted = o.io_uring;
 
   // libfuse sees only FUSE options: ours were consumed above.
   std::vector<std::string> fuse_opts = {"default_permissions"};
   if (state->fs->config().read_only) fuse_opts.push_back("ro");
   if (!has_option_prefix(o.fuse_options, "fsname=")) fuse_opts.push_back("fsname=laminafs");
   if (!has_option_prefix(o.fuse_options, "subtype=")) fuse_opts.push_back("subtype=laminafs");
+  if (o.io_uring) fuse_opts.push_back("io_uring");
   for (const auto& f : o.fuse_options) {
     if (f != "rw") fuse_opts.push_back(f);
   }
@@ -310,6 +326,8 @@ int run_daemon(const core::MountOptions& o, std::vector<std::unique_ptr<core::La
   int rc = fuse_session_loop_mt(se, cfg);
   fuse_loop_cfg_destroy(cfg);
 
+  // Requests still being answered off their ring thread finish before the session goes.
+  state->offload.stop();
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);

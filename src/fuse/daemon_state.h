@@ -9,6 +9,7 @@
 
 #include "io_modes.h"
 #include "lamina/core/union_fs.h"
+#include "offload.h"
 
 namespace lamina::fuse {
 
@@ -52,12 +53,18 @@ struct DaemonState {
   bool acl = true;       // ask the kernel for POSIX ACL handling
   // FUSE passthrough: asked for (option) and, after init, granted by the kernel.
   bool passthrough_wanted = false;
-  // The kernel's writeback cache: asked for (option) and, after init, granted by the kernel.
-  bool writeback_wanted = false;
-  bool writeback = false;
   bool passthrough = false;
   std::atomic<bool> passthrough_refused{false};  // the kernel refused a backing file: stop asking
   IoModes io_modes;                              // with passthrough: each open inode's I/O mode
+  // The kernel's writeback cache: asked for (option) and, after init, granted by the kernel.
+  bool writeback_wanted = false;
+  bool writeback = false;
+  // FUSE over io_uring: asked for (option) and, after init, offered by the kernel; then the
+  // requests that may take long are answered by `offload` (see offload.h). Declared last: its
+  // threads end before anything they use goes.
+  bool uring_wanted = false;
+  bool uring = false;
+  Offload offload;
 };
 
 }  // namespace lamina::fuse

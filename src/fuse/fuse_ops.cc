@@ -10,12 +10,15 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "daemon_state.h"
+#include "lamina/base/log.h"
 #include "lamina/base/sys.h"
 #include "lamina/core/union_fs.h"
 
@@ -78,6 +81,28 @@ class FileHandle {
 };
 
 FileHandle* file_handle(fuse_file_info* fi) { return reinterpret_cast<FileHandle*>(fi->fh); }
+
+// Threads answering the requests that may take long, with io_uring (see offload.h): enough for
+// a few copy-ups and fsyncs side by side.
+constexpr int kOffloadThreads = 4;
+
+// Runs `slow` (which answers `req`) on the offload pool when `req` came through io_uring, else
+// right here. What `slow` needs from the request it holds by value: the libfuse structures
+// passed to an op (fuse_file_info, struct stat) live only until the op returns.
+template <typename F>
+void run_slow(fuse_req_t req, F&& slow) {
+#ifdef FUSE_CAP_OVER_IO_URING
+  DaemonState& s = *static_cast<DaemonState*>(fuse_req_userdata(req));
+  if (s.uring && fuse_req_is_uring(req)) {
+    std::function<void()> task(std::forward<F>(slow));
+    if (!s.offload.post(std::move(task))) task();
+    return;
+  }
+#else
+  (void)req;
+#endif
+  slow();
+}
 int io_fd(fuse_req_t req, fuse_file_info* fi);
 
 void fill_entry(fuse_req_t req, const Node* node, const struct stat& st, fuse_entry_param* e) {
@@ -113,6 +138,19 @@ void op_init(void* userdata, fuse_conn_info* conn) noexcept {
     conn->want |= FUSE_CAP_PASSTHROUGH;
     conn->max_backing_stack_depth = FUSE_BACKING_STACKED_UNDER;
     s->passthrough = true;
+  }
+#endif
+#ifdef FUSE_CAP_OVER_IO_URING
+  // libfuse asks for it by itself when started with its io_uring option (ours passes it).
+  if (s->uring_wanted) {
+    s->uring = (conn->capable & FUSE_CAP_OVER_IO_URING) != 0;
+    if (s->uring) s->offload.start(kOffloadThreads);
+    if (!s->uring) {
+      log::warn(
+          "io_uring=1: the kernel does not offer FUSE over io_uring (CONFIG_FUSE_IO_URING and "
+          "the fuse module parameter enable_uring=Y, /sys/module/fuse/parameters/enable_uring); "
+          "requests go through /dev/fuse reads");
+    }
   }
 #endif
   if (s->writeback_wanted && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
@@ -329,9 +367,8 @@ int daemon_flags(const DaemonState& s, int flags) {
   return flags;
 }
 
-void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
+void open_node(fuse_req_t req, Node* node, fuse_file_info* fi) {
   UnionFs& fs = ufs(req);
-  Node* node = fs.node(ino);
   const int flags = daemon_flags(state(req), fi->flags);
   auto fd = fs.open(node, flags);
   // A write-only file the daemon may not read (a rootless daemon, mode 0200): as asked.
@@ -360,6 +397,18 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
   }
 }
 
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
+  UnionFs& fs = ufs(req);
+  Node* node = fs.node(ino);
+  // A write open of a file whose data is below copies it up first.
+  const bool write = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
+  if (write && S_ISREG(node->type) && fs.immutable_data(node)) {
+    run_slow(req, [req, node, copy = *fi]() mutable { open_node(req, node, &copy); });
+    return;
+  }
+  open_node(req, node, fi);
+}
+
 int io_fd(fuse_req_t req, fuse_file_info* fi) { return file_handle(fi)->fd(ufs(req)); }
 
 Caller caller_of(fuse_req_t req) {
@@ -384,8 +433,11 @@ void op_symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const cha
 }
 
 void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name) noexcept {
-  UnionFs& fs = ufs(req);
-  reply_new_node(req, fs.link(fs.node(ino), fs.node(parent), name));
+  // A lower file is copied up first.
+  run_slow(req, [req, ino, parent, n = std::string(name)] {
+    UnionFs& fs = ufs(req);
+    reply_new_node(req, fs.link(fs.node(ino), fs.node(parent), n));
+  });
 }
 
 void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
@@ -394,14 +446,21 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
 }
 
 void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
-  UnionFs& fs = ufs(req);
-  fuse_reply_err(req, fs.rmdir(fs.node(parent), name).code());
+  // An upper directory may hold thousands of whiteouts to remove first.
+  run_slow(req, [req, parent, n = std::string(name)] {
+    UnionFs& fs = ufs(req);
+    fuse_reply_err(req, fs.rmdir(fs.node(parent), n).code());
+  });
 }
 
 void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
                const char* newname, unsigned int flags) noexcept {
-  UnionFs& fs = ufs(req);
-  fuse_reply_err(req, fs.rename(fs.node(parent), name, fs.node(newparent), newname, flags).code());
+  // A lower file is copied up first.
+  run_slow(
+      req, [req, parent, newparent, flags, from = std::string(name), to = std::string(newname)] {
+        UnionFs& fs = ufs(req);
+        fuse_reply_err(req, fs.rename(fs.node(parent), from, fs.node(newparent), to, flags).code());
+      });
 }
 
 void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -472,12 +531,22 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
   a.size = attr->st_size;
   a.atime = attr->st_atim;
   a.mtime = attr->st_mtim;
-  auto st = fs.setattr(fs.node(ino), a, fi ? file_handle(fi)->writable_fd() : -1);
-  if (!st) {
-    fuse_reply_err(req, st.code());
+  Node* node = fs.node(ino);
+  const int fd = fi ? file_handle(fi)->writable_fd() : -1;
+  auto apply = [req, node, a, fd] {
+    auto st = ufs(req).setattr(node, a, fd);
+    if (!st) {
+      fuse_reply_err(req, st.code());
+      return;
+    }
+    fuse_reply_attr(req, &*st, state(req).timeout);
+  };
+  // A size change of a file whose data is below copies the data up first.
+  if ((a.valid & SetAttr::kSize) && S_ISREG(node->type) && fs.immutable_data(node)) {
+    run_slow(req, apply);
     return;
   }
-  fuse_reply_attr(req, &*st, state(req).timeout);
+  apply();
 }
 
 void op_write_buf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off,
@@ -499,18 +568,26 @@ void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) noexcept {
 }
 
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) noexcept {
-  UnionFs& fs = ufs(req);
-  fuse_reply_err(req, fs.sync(fs.node(ino), io_fd(req, fi), datasync != 0).code());
+  const int fd = io_fd(req, fi);
+  run_slow(req, [req, ino, fd, datasync] {
+    UnionFs& fs = ufs(req);
+    fuse_reply_err(req, fs.sync(fs.node(ino), fd, datasync != 0).code());
+  });
 }
 
 void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) noexcept {
-  UnionFs& fs = ufs(req);
-  fuse_reply_err(req, fs.sync(fs.node(ino), -1, datasync != 0).code());
+  run_slow(req, [req, ino, datasync] {
+    UnionFs& fs = ufs(req);
+    fuse_reply_err(req, fs.sync(fs.node(ino), -1, datasync != 0).code());
+  });
 }
 
 void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len,
                   fuse_file_info* fi) noexcept {
-  fuse_reply_err(req, sys::fallocate(file_handle(fi)->writable_fd(), mode, off, len).code());
+  const int fd = file_handle(fi)->writable_fd();
+  run_slow(req, [req, fd, mode, off, len] {
+    fuse_reply_err(req, sys::fallocate(fd, mode, off, len).code());
+  });
 }
 
 void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) noexcept {
@@ -530,13 +607,15 @@ void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info*
 
 void op_copy_file_range(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* fi_in, fuse_ino_t,
                         off_t off_out, fuse_file_info* fi_out, size_t len, int flags) noexcept {
-  auto n = sys::copy_file_range(io_fd(req, fi_in), &off_in, file_handle(fi_out)->writable_fd(),
-                                &off_out, len, static_cast<unsigned>(flags));
-  if (!n) {
-    fuse_reply_err(req, n.code());
-    return;
-  }
-  fuse_reply_write(req, *n);
+  const int in = io_fd(req, fi_in), out = file_handle(fi_out)->writable_fd();
+  run_slow(req, [req, in, out, off_in, off_out, len, flags]() mutable {
+    auto n = sys::copy_file_range(in, &off_in, out, &off_out, len, static_cast<unsigned>(flags));
+    if (!n) {
+      fuse_reply_err(req, n.code());
+      return;
+    }
+    fuse_reply_write(req, *n);
+  });
 }
 
 void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,

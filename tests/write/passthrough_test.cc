@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// FUSE passthrough (a build against libfuse >= 3.17, LAMINA_LIBFUSE_SOURCE=ON): the data of
-// upper files goes between the kernel and the upper file without the daemon, and the kernel's
-// rule that one inode's open files are all passthrough or all not never shows as an error.
+// FUSE passthrough (a build against libfuse >= 3.17, LAMINA_LIBFUSE_SOURCE=ON, which builds 3.18):
+// the data of upper files goes between the kernel and the upper file without the daemon, and the
+// kernel's rule that one inode's open files are all passthrough or all not never shows as an error.
 //
 // How passthrough is told apart from the normal path: a descriptor that has read a page keeps
 // it in the FUSE page cache on the normal path, so a change made to the upper file behind the

@@ -34,6 +34,8 @@ struct MountOptions {
                                // passthrough; only in a build against libfuse >= 3.17)
   bool writeback = false;      // "writeback=1": the kernel's writeback cache (write errors
                                // then show at fsync/close, not at write; no passthrough)
+  bool io_uring = false;       // "io_uring=1": requests through FUSE over io_uring (only in a
+                               // build against libfuse >= 3.18 built with it)
   double timeout = 1000000.0;  // entry/attr cache timeout in seconds ("timeout=")
   XattrPermissions xattr_permissions = XattrPermissions::kOff;
   IdMap uid_map;
