@@ -99,7 +99,7 @@ asan: test-asan
 build-passthrough:
 	$(CMAKE) -S . -B $(PT_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) \
 	  -DLAMINA_WERROR=ON -DLAMINA_LIBFUSE_SOURCE=ON $(CMAKE_ARGS)
-	$(CMAKE) --build $(PT_BUILD_DIR) $(BUILD_JOBS) --target laminafs write_tests
+	$(CMAKE) --build $(PT_BUILD_DIR) $(BUILD_JOBS) --target laminafs write_tests lamina_null_fuse lamina_bench
 
 # The write-path suite: what passthrough changes is how file data moves (the read-only
 # integration suite serves lower files, which never pass through, and nothing else depends on

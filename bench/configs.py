@@ -226,7 +226,7 @@ class LaminafsPassthrough(Laminafs):
         return True, ""
 
     def describe(self):
-        return ("the same laminafs built against libfuse 3.17 (`make build-passthrough`): "
+        return ("the same laminafs built against libfuse 3.18 (`make build-passthrough`): "
                 "the kernel reads and writes upper files through FUSE passthrough")
 
 

@@ -15,6 +15,7 @@ FULL = {
     "seq_size": "1g",
     "rand_count": 20000,
     "w4k_count": 20000,
+    "rtt_count": 100000,
     "w4k_span": "256m",
     "create": (20, 1000),
     "walk": (10, 10, 100),     # per layer: 10 dirs x 10 subdirs x 100 files; 3 layers
@@ -41,6 +42,7 @@ QUICK = {
     "seq_size": "16m",
     "rand_count": 1000,
     "w4k_count": 1000,
+    "rtt_count": 2000,
     "w4k_span": "16m",
     "create": (4, 50),
     "walk": (3, 3, 10),
@@ -120,6 +122,12 @@ def workloads(p, tarball):
                  "lower file (POSIX_FADV_RANDOM; fresh mount, host page cache warm), time per "
                  "read", "rand-read", "data", [f"file=data/f_{big}", f"count={p['rand_count']}"],
                  [("rand_read_op", "4 KiB random read (per op)")], prewarm=True),
+        Workload("round-trip", f"{human_count(p['rtt_count'])} lgetxattr calls on a lower file, "
+                 "for a name it does not have: the kernel keeps no xattr cache for FUSE, so each "
+                 "is one request to the daemon (on kernel overlayfs, the lower filesystem's "
+                 "getxattr); time per call", "xattr-loop", "data",
+                 ["file=data/f_4k", f"count={p['rtt_count']}"],
+                 [("xattr_op", "lgetxattr, one request (per call)")]),
         Workload("write-4k", f"{human_count(p['w4k_count'])} random 4 KiB pwrites into a new "
                  f"{human_size(p['w4k_span'])} sparse file, time per write", "write-4k", "empty",
                  [f"count={p['w4k_count']}", f"span={p['w4k_span']}"],

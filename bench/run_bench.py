@@ -288,7 +288,7 @@ def main():
     ap.add_argument("--bench-dir", default=None, help="backing storage (default /var/tmp/...)")
     ap.add_argument("--build-dir", default=os.path.join(REPO, "build"))
     ap.add_argument("--passthrough-build-dir", default=os.path.join(REPO, "build-passthrough"),
-                    help="laminafs built against libfuse 3.17 (make build-passthrough); the "
+                    help="laminafs built against libfuse 3.18 (make build-passthrough); the "
                     "laminafs-pt configuration runs when its laminafs is there")
     ap.add_argument("--runs", type=int, help="runs per configuration for every workload")
     ap.add_argument("--only", help="comma-separated workload ids")

@@ -5,6 +5,7 @@
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <vector>
@@ -280,6 +281,24 @@ void mem_walk(const Context& ctx, Result& r) {
   }
 }
 
+// The cost of one request: lgetxattr of a name the file does not have, `count` times. The
+// kernel keeps no xattr cache for FUSE, so every call is a round trip to the daemon (on kernel
+// overlayfs, the underlying filesystem's getxattr).
+void xattr_loop(const Context& ctx, Result& r) {
+  std::string path = ctx.root + "/" + ctx.args.str("file", "f");
+  long count = ctx.args.num("count", 100000);
+  char buf[64];
+  if (::lgetxattr(path.c_str(), "user.lamina-bench-absent", buf, sizeof buf) >= 0 ||
+      errno != ENODATA) {
+    throw BenchError{"lgetxattr(" + path + ") should fail with ENODATA", errno};
+  }
+  double t0 = now();
+  for (long i = 0; i < count; ++i) {
+    (void)::lgetxattr(path.c_str(), "user.lamina-bench-absent", buf, sizeof buf);
+  }
+  r.metric("xattr_op", (now() - t0) / static_cast<double>(count));
+}
+
 struct Entry {
   const char* name;
   WorkloadFn fn;
@@ -302,6 +321,7 @@ constexpr Entry kWorkloads[] = {
     {"untar", untar, "tarball=T dest=D: tar -xf"},
     {"build", build, "path=P jobs=2: sh ./configure, make -jN"},
     {"mem-walk", mem_walk, "path=P pid=N: stat walk, then VmHWM of pid"},
+    {"xattr-loop", xattr_loop, "file=F count=N: lgetxattr of an absent name (one request each)"},
 };
 
 }  // namespace

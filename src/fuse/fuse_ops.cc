@@ -82,9 +82,11 @@ class FileHandle {
 
 FileHandle* file_handle(fuse_file_info* fi) { return reinterpret_cast<FileHandle*>(fi->fh); }
 
+#ifdef FUSE_CAP_OVER_IO_URING
 // Threads answering the requests that may take long, with io_uring (see offload.h): enough for
 // a few copy-ups and fsyncs side by side.
 constexpr int kOffloadThreads = 4;
+#endif
 
 // Runs `slow` (which answers `req`) on the offload pool when `req` came through io_uring, else
 // right here. What `slow` needs from the request it holds by value: the libfuse structures
