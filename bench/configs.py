@@ -210,6 +210,12 @@ class Laminafs(FuseDaemon):
         return "`laminafs -o lowerdir=…,upperdir=…,workdir=…` (defaults: fsync on)"
 
 
+def built_with(exe, feature):
+    """What `laminafs --version` says of an optional part: True for "FEATURE: built in"."""
+    r = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
+    return f"{feature}: built in" in r.stdout
+
+
 class LaminafsPassthrough(Laminafs):
     """laminafs built against libfuse >= 3.17 (make build-passthrough): upper files' data
     goes through FUSE passthrough."""
@@ -220,8 +226,7 @@ class LaminafsPassthrough(Laminafs):
         ok, why = super().available()
         if not ok:
             return ok, why
-        r = subprocess.run([self.exe, "--version"], capture_output=True, text=True, timeout=30)
-        if "FUSE passthrough: built in" not in r.stdout:
+        if not built_with(self.exe, "FUSE passthrough"):
             return False, f"{self.exe} is not built with FUSE passthrough"
         return True, ""
 
@@ -258,8 +263,7 @@ class LaminafsUring(LaminafsPassthrough):
         ok, why = super().available()
         if not ok:
             return ok, why
-        r = subprocess.run([self.exe, "--version"], capture_output=True, text=True, timeout=30)
-        if "FUSE over io_uring: built in" not in r.stdout:
+        if not built_with(self.exe, "FUSE over io_uring"):
             return False, f"{self.exe} is not built with FUSE over io_uring"
         try:
             with open(URING_PARAM) as f:

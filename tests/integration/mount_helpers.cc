@@ -81,6 +81,14 @@ std::string laminafs_bin() {
   return LAMINAFS_BIN;
 }
 
+bool laminafs_built_with(const std::string& feature) {
+  ProcResult r = run_process({laminafs_bin(), "--version"});
+  REQUIRE(r.succeeded());
+  INFO(r.out);
+  REQUIRE(r.out.find(feature + ": ") != std::string::npos);
+  return r.out.find(feature + ": built in") != std::string::npos;
+}
+
 bool mount_env_ok() {
   std::string why;
   if (::geteuid() != 0) {

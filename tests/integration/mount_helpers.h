@@ -24,6 +24,9 @@ namespace lamina::it {
 // The daemon under test: $LAMINAFS_BIN when set (e.g. to run the suite against fuse-overlayfs
 // as a reference), else the laminafs built next to this test.
 std::string laminafs_bin();
+// What `laminafs --version` says of an optional part ("FUSE passthrough", "FUSE over
+// io_uring"): true for "FEATURE: built in". FAILs the test when the line is missing.
+bool laminafs_built_with(const std::string& feature);
 
 // True when mount tests can run here (root and /dev/fuse). Otherwise FAILs the current test
 // with the reason, unless LAMINA_SKIP_MOUNT_TESTS=1, where it WARNs and returns false.

@@ -26,14 +26,6 @@
 namespace lamina::it {
 namespace {
 
-bool passthrough_built_in() {
-  ProcResult r = run_process({laminafs_bin(), "--version"});
-  REQUIRE(r.succeeded());
-  INFO(r.out);
-  REQUIRE(r.out.find("FUSE passthrough: ") != std::string::npos);
-  return r.out.find("FUSE passthrough: built in") != std::string::npos;
-}
-
 UniqueFd open_or_fail(const std::string& path, int flags, mode_t mode = 0644) {
   int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
   INFO(path << ": " << std::strerror(errno));
@@ -88,7 +80,7 @@ struct PassStack {
 
 TEST_CASE("passthrough: upper files' data bypasses the daemon when built in", "[passthrough]") {
   LAMINA_REQUIRE_MOUNT_ENV();
-  const bool built_in = passthrough_built_in();
+  const bool built_in = laminafs_built_with("FUSE passthrough");
   PassStack s;
   SECTION("default: on when built in (root has CAP_SYS_ADMIN)") {
     Mount m(s.mnt, s.paths());

@@ -23,14 +23,6 @@
 namespace lamina::it {
 namespace {
 
-bool uring_built_in() {
-  ProcResult r = run_process({laminafs_bin(), "--version"});
-  REQUIRE(r.succeeded());
-  INFO(r.out);
-  REQUIRE(r.out.find("FUSE over io_uring: ") != std::string::npos);
-  return r.out.find("FUSE over io_uring: built in") != std::string::npos;
-}
-
 bool kernel_offers_uring() {
   std::string v;
   try {
@@ -63,7 +55,7 @@ TEST_CASE("io_uring=1: rings when built in and offered, else a clear answer", "[
   StackPaths paths{{lower}, tmp.mkdir("upper"), tmp.mkdir("work"), {"io_uring=1"}};
   const std::string mnt = tmp.mkdir("mnt");
 
-  if (!uring_built_in()) {
+  if (!laminafs_built_with("FUSE over io_uring")) {
     Mount m(mnt, paths);
     INFO(m.describe());
     CHECK_FALSE(m.ok());

@@ -45,6 +45,17 @@ Node* child(UnionFs& fs, Node* dir, const std::string& name) {
   return n ? *n : nullptr;
 }
 
+// Twenty lower directories, l0..l19, to crowd the budget with.
+constexpr int kCrowd = 20;
+void make_crowd(const TempDir& tmp) {
+  for (int i = 0; i < kCrowd; ++i) t::write_file(tmp / ("lower/l" + std::to_string(i) + "/f"), "x");
+}
+// Looks them all up (the budget closes older descriptors), then closes every unused one.
+void crowd_out(UnionFs& fs) {
+  for (int i = 0; i < kCrowd; ++i) REQUIRE(t::walk(fs, "l" + std::to_string(i)) != nullptr);
+  DescriptorBudget::shed();
+}
+
 std::string read_node(UnionFs& fs, Node* n) {
   auto fd = fs.open(n, O_RDONLY);
   if (!fd) return "<" + fd.error().message() + ">";
@@ -108,7 +119,7 @@ TEST_CASE("regression: more cached directories than descriptors (RLIMIT_NOFILE)"
 TEST_CASE("a directory moved in the upper is opened again where it is now", "[core][fds]") {
   SmallBudget budget(4);
   TempDir tmp;
-  for (int i = 0; i < 20; ++i) t::write_file(tmp / ("lower/l" + std::to_string(i) + "/f"), "x");
+  make_crowd(tmp);
   t::write_file(tmp / "lower/moving/f", "lower file");
   t::make_dir(tmp / "upper/target");
   auto fs = t::make_writable_union(tmp);
@@ -124,8 +135,7 @@ TEST_CASE("a directory moved in the upper is opened again where it is now", "[co
 
   REQUIRE(fs->rename(fs->root(), "moving", target, "moved", 0).ok());
   // Fill the budget with other directories: `moving` and `inner` lose their descriptors.
-  for (int i = 0; i < 20; ++i) REQUIRE(t::walk(*fs, "l" + std::to_string(i)) != nullptr);
-  DescriptorBudget::shed();
+  crowd_out(*fs);
 
   // Through the nodes cached before the move: the new place, not the old name.
   auto made = fs->create(inner, "g", S_IFREG | 0644, O_WRONLY, me);
@@ -152,7 +162,7 @@ TEST_CASE("a directory moved in the upper is opened again where it is now", "[co
 TEST_CASE("a removed directory is never opened again by its old name", "[core][fds]") {
   SmallBudget budget(4);
   TempDir tmp;
-  for (int i = 0; i < 20; ++i) t::write_file(tmp / ("lower/l" + std::to_string(i) + "/f"), "x");
+  make_crowd(tmp);
   t::make_dir(tmp / "upper/gone");
   t::make_dir(tmp / "upper/replaced");
   t::make_dir(tmp / "upper/src/content");
@@ -166,8 +176,7 @@ TEST_CASE("a removed directory is never opened again by its old name", "[core][f
   REQUIRE(fs->rmdir(fs->root(), "gone").ok());
   REQUIRE(fs->mkdir(fs->root(), "gone", S_IFDIR | 0755, me).ok());
   REQUIRE(fs->rename(fs->root(), "src", fs->root(), "replaced", 0).ok());
-  for (int i = 0; i < 20; ++i) REQUIRE(t::walk(*fs, "l" + std::to_string(i)) != nullptr);
-  DescriptorBudget::shed();
+  crowd_out(*fs);
 
   // The old nodes still name the removed directories (a process may sit in one): reading one
   // says ENOENT as a removed directory does (not ESTALE: its descriptor was held), and nothing
