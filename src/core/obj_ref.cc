@@ -156,31 +156,58 @@ CachedDir::CachedDir(std::shared_ptr<const ObjRef> home, std::string name, Uniqu
 CachedDir::~CachedDir() { DescriptorBudget::remove(this); }
 
 Result<int> CachedDir::acquire() const {
-  bool opened = false;
-  int fd;
-  {
-    std::lock_guard lock(mu_);
-    if (!fd_.valid()) {
-      if (!home_) return Error{ESTALE, "reopen directory"};
-      // The parent is kept open while its child is opened from it (its lock is taken after
-      // ours: locks go from a directory to its parents, never back).
-      PathFd parent(*home_);
-      if (!parent.ok()) return parent.error();
-      auto reopened = open_path_shedding(parent.get(), name_.c_str());
-      if (!reopened) return Error{reopened.code(), "reopen directory"};
-      auto st = sys::fstat(reopened->get());
-      if (!st) return st.error();
-      // Something else under that name now: the directory is not there any more.
-      if (st->st_dev != dev_ || st->st_ino != ino_) return Error{ESTALE, "reopen directory"};
-      fd_ = std::move(*reopened);
-      opened = true;
-    }
+  // The usual case: open. Counted as in use under the lock, which the sweep also takes.
+  auto take = [this]() -> int {
     users_.fetch_add(1, std::memory_order_acq_rel);
     referenced_.store(true, std::memory_order_relaxed);
-    fd = fd_.get();
+    return fd_.get();
+  };
+  for (int attempt = 0;; ++attempt) {
+    std::shared_ptr<const ObjRef> home;
+    std::string name;
+    {
+      std::lock_guard lock(mu_);
+      if (fd_.valid()) return take();
+      if (!home_) return Error{ESTALE, "reopen directory"};
+      home = home_;
+      name = name_;
+    }
+    // Closed by the budget: open it again from its parent, which stays open meanwhile. Not
+    // under our lock: opening the parent (and shedding on EMFILE) sweeps the ring, which
+    // try-locks every entry -- ours included, and a mutex must not be tried by its holder.
+    Error failed{};  // code 0: reopened and checked
+    Result<UniqueFd> reopened = Error{EBADF, "reopen directory"};
+    PathFd parent(*home);
+    if (parent.ok()) {
+      reopened = open_path_shedding(parent.get(), name.c_str());
+      if (!reopened) {
+        failed = Error{reopened.code(), "reopen directory"};
+      } else if (auto st = sys::fstat(reopened->get()); !st) {
+        failed = st.error();
+      } else if (st->st_dev != dev_ || st->st_ino != ino_) {
+        // Something else under that name now: the directory is not there any more.
+        failed = Error{ESTALE, "reopen directory"};
+      }
+    } else {
+      failed = parent.error();
+    }
+    int fd;
+    {
+      std::lock_guard lock(mu_);
+      // Another thread opened it meanwhile (a rename keeps it open across the move): theirs.
+      if (fd_.valid()) return take();
+      if (failed.code != 0) {
+        // Moved while we looked by the old name: look where it is now.
+        const bool moved = home_ != home || name_ != name;
+        if (moved && attempt < 16) continue;
+        return failed;
+      }
+      fd_ = std::move(*reopened);
+      fd = take();
+    }
+    DescriptorBudget::add(this);
+    return fd;
   }
-  if (opened) DescriptorBudget::add(this);
-  return fd;
 }
 
 // ---- ObjRef ----

@@ -7,9 +7,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <mutex>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../test_util.h"
@@ -17,6 +21,7 @@
 #include "lamina/core/union_fs.h"
 #include "union_fixture.h"
 
+using lamina::Status;
 using lamina::core::Caller;
 using lamina::core::DescriptorBudget;
 using lamina::core::Node;
@@ -191,4 +196,78 @@ TEST_CASE("a removed directory is never opened again by its old name", "[core][f
   CHECK_FALSE(in_replaced.ok());
   CHECK(t::names(*fs, "gone").empty());
   CHECK(t::names(*fs, "replaced") == std::set<std::string>{"content"});
+}
+
+TEST_CASE("threads reopening, sweeping and moving directories under a tiny budget", "[core][fds]") {
+  // Four threads look up, read and create in 40 directories while a fifth renames one upper
+  // directory back and forth and sheds the budget: every operation through a cached node must
+  // succeed (the moved one included: it is reopened where it is now), whatever closes when.
+  SmallBudget budget(3);
+  TempDir tmp;
+  constexpr int kDirs = 40;
+  for (int i = 0; i < kDirs; ++i) {
+    t::write_file(tmp / ("lower/d" + std::to_string(i) + "/f"), "lower " + std::to_string(i));
+  }
+  t::write_file(tmp / "upper/a/moving/f", "moving");
+  t::make_dir(tmp / "upper/b");
+  auto fs = t::make_writable_union(tmp);
+  std::vector<Node*> dirs;
+  for (int i = 0; i < kDirs; ++i) {
+    Node* d = t::walk(*fs, "d" + std::to_string(i));
+    REQUIRE(d != nullptr);
+    dirs.push_back(d);
+  }
+  Node* moving = t::walk(*fs, "a/moving");
+  Node* a = t::walk(*fs, "a");
+  Node* b = t::walk(*fs, "b");
+  REQUIRE(moving != nullptr);
+  REQUIRE(a != nullptr);
+  REQUIRE(b != nullptr);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0};
+  std::mutex first_mu;
+  std::string first;  // GUARDED_BY(first_mu)
+  auto fail = [&](const std::string& what) {
+    if (failures.fetch_add(1) == 0) {
+      std::lock_guard lock(first_mu);
+      first = what;
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 4; ++w) {
+    threads.emplace_back([&, w] {
+      Caller me{::getuid(), ::getgid(), 022};
+      for (int round = 0; round < 150 && failures == 0; ++round) {
+        const int i = (round * 7 + w * 11) % kDirs;
+        Node* f = child(*fs, dirs[i], "f");
+        if (f == nullptr || read_node(*fs, f) != "lower " + std::to_string(i)) {
+          fail("read d" + std::to_string(i) + "/f");
+        }
+        const std::string name = "w" + std::to_string(w) + "-" + std::to_string(round);
+        auto made = fs->create(moving, name, S_IFREG | 0644, O_WRONLY, me);
+        if (!made) fail("create in moving: " + made.error().message());
+        if (f) fs->forget(f, 1);
+        if (made) fs->forget(made->first, 1);
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    for (int n = 0; !stop && failures == 0; ++n) {
+      Status s = n % 2 == 0 ? fs->rename(a, "moving", b, "moving", 0)
+                            : fs->rename(b, "moving", a, "moving", 0);
+      if (!s) fail("rename: " + s.error().message());
+      DescriptorBudget::shed();
+    }
+  });
+  for (size_t i = 0; i + 1 < threads.size(); ++i) threads[i].join();
+  stop = true;
+  threads.back().join();
+  INFO(first);
+  CHECK(failures == 0);
+  // Every file made through the moving directory's node is in it, wherever it is now.
+  const bool in_a = t::walk(*fs, "a/moving") != nullptr;
+  std::set<std::string> names = t::names(*fs, in_a ? "a/moving" : "b/moving");
+  CHECK(names.size() == 1 + 4 * 150);
+  CHECK(DescriptorBudget::open_count() <= 3);
 }
