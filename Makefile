@@ -90,9 +90,12 @@ build-asan:
 	$(CMAKE) --build $(ASAN_BUILD_DIR) $(BUILD_JOBS)
 
 # The sanitizer options reach the daemon too: integration tests start it from ctest.
+# Every suite but write-writeback, which repeats the write suite with the kernel's writeback
+# cache: the release build runs it, and under ASan it would add two minutes to a CI that has to
+# stay under thirty.
 test-asan: build-asan
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  $(CTEST) --test-dir $(ASAN_BUILD_DIR) --output-on-failure $(CTEST_JOBS)
+	  $(CTEST) --test-dir $(ASAN_BUILD_DIR) --output-on-failure -E '^write-writeback$$' $(CTEST_JOBS)
 
 asan: test-asan
 
