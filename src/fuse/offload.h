@@ -34,10 +34,6 @@ class Offload {
     for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
     active_ = true;
   }
-  bool active() const {
-    std::lock_guard lock(mu_);
-    return active_;
-  }
   // Runs `task` on the pool; false once stopping, and then `task` is left as it was.
   bool post(std::function<void()>&& task) {
     {
@@ -77,7 +73,7 @@ class Offload {
     }
   }
 
-  mutable std::mutex mu_;  // guards everything below (leaf)
+  std::mutex mu_;  // guards everything below (leaf)
   std::condition_variable cv_;
   std::deque<std::function<void()>> tasks_;
   std::vector<std::thread> workers_;
